@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv when it is
+# missing and install only when setup.py or constraints.txt changed since the last install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install run test compile golden bench clean
+
+$(STAMP): setup.py constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/reelops run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+compile: $(STAMP)
+	$(VENV)/bin/reelops pipeline compile --out build/pipelines
+
+# Refresh the golden copies of the compiled pipelines on purpose (after a reviewed change).
+golden: $(STAMP)
+	$(VENV)/bin/reelops pipeline compile --out pipelines/golden
+
+bench: $(STAMP)
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf build .reelops .pytest_cache

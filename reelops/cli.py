@@ -1,0 +1,191 @@
+"""The ``reelops`` command.
+
+Every command that reports a result prints a readable summary, or exactly one JSON object
+with ``--json`` (CI scripts read it); on failure it exits non-zero with a one-line reason.
+Heavy libraries are imported inside the handlers that need them, so ``reelops --help``
+and the data commands start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from reelops import __version__
+
+
+class CommandError(Exception):
+    """A failure whose message is the one line the user sees."""
+
+
+def _emit(args, result: dict, render) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result, default=_json_default, sort_keys=True))
+    else:
+        render(result)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def _source_size(source: str) -> int:
+    from pathlib import Path
+
+    path = Path(source)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _stage_progress(args, source: str, stages: int):
+    """A progress bar over the ingest stages for large inputs; None for small ones."""
+    from reelops.console import progress
+
+    enabled = not args.json and _source_size(source) > 20 * 1024 * 1024
+    if not enabled:
+        return None, None
+    manager = progress(stages, f"ingest {os.path.basename(source.rstrip('/'))}", unit="stage")
+    bar = manager.__enter__()
+
+    def on_stage(name):
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    return manager, on_stage
+
+
+def _render_ingest(result: dict) -> None:
+    from reelops.console import print_table
+
+    rows = [[file, c["read"], c["valid"], c["quarantined"]] for file, c in result["counts"].items()]
+    rows.append(["total", result["read"], result["valid"], result["quarantined"]])
+    title = f"dataset {result.get('version', '(not written)')}  layout {result['layout']}"
+    print_table(rows, ["file", "read", "valid", "quarantined"], title=title)
+    if result.get("path"):
+        state = "written" if result.get("created") else "already present (same content)"
+        print(f"\nversion folder: {result['path']} ({state})")
+    span = result.get("time_range") or {}
+    if span.get("min_timestamp") is not None:
+        import datetime as dt
+
+        first = dt.datetime.fromtimestamp(span["min_timestamp"], dt.timezone.utc).date()
+        last = dt.datetime.fromtimestamp(span["max_timestamp"], dt.timezone.utc).date()
+        print(f"ratings from {first} to {last}")
+    if result["quarantine_reasons"]:
+        print("\nquarantined rows by reason:")
+        for reason, count in result["quarantine_reasons"].items():
+            print(f"  {count:>8,}  {reason}")
+    for row in result.get("bad_rows", [])[:20]:
+        print(f"  {row['file']}:{row['line']}: {row['reason']}")
+    if len(result.get("bad_rows", [])) > 20:
+        print(f"  ... and {len(result['bad_rows']) - 20} more (see quarantine.csv)")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
+
+
+def cmd_data_ingest(args) -> None:
+    from reelops.data import ingest
+
+    manager, on_stage = _stage_progress(args, args.source, 4)
+    try:
+        result = ingest(args.source, store=args.out, max_bad_share=args.max_bad_share, on_stage=on_stage)
+    finally:
+        if manager:
+            manager.__exit__(None, None, None)
+    summary = result.to_dict()
+    summary["bad_rows"] = result.validated.quarantine.rows
+    _emit(args, summary, _render_ingest)
+
+
+def cmd_data_validate(args) -> None:
+    from reelops.data import validate_source
+
+    manager, on_stage = _stage_progress(args, args.source, 3)
+    try:
+        validated = validate_source(args.source, max_bad_share=args.max_bad_share, on_stage=on_stage)
+    finally:
+        if manager:
+            manager.__exit__(None, None, None)
+    summary = {
+        "layout": validated.layout,
+        "counts": validated.counts,
+        "read": validated.total_read,
+        "valid": validated.total_read - validated.total_quarantined,
+        "quarantined": validated.total_quarantined,
+        "quarantine_reasons": validated.quarantine.reasons(),
+        "bad_rows": validated.quarantine.rows,
+        "warnings": validated.warnings,
+        "time_range": {
+            "min_timestamp": int(validated.ratings["timestamp"].min()) if len(validated.ratings) else None,
+            "max_timestamp": int(validated.ratings["timestamp"].max()) if len(validated.ratings) else None,
+        },
+    }
+    _emit(args, summary, _render_ingest)
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every reelops command."""
+    parser = argparse.ArgumentParser(prog="reelops", description="MLOps lifecycle of a movie recommender")
+    parser.add_argument("--version", action="version", version=f"reelops {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def with_json(sub):
+        sub.add_argument("--json", action="store_true", help="print the result as one JSON object")
+        return sub
+
+    data = commands.add_parser("data", help="ingest and validate MovieLens data")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_commands.required = True
+    ingest = with_json(data_commands.add_parser("ingest", help="read, validate and version a source"))
+    ingest.add_argument("source", help="folder, .zip, fsspec URL, or movielens-100k")
+    ingest.add_argument("--out", help="store of dataset versions (default: <workspace>/datasets)")
+    ingest.add_argument("--max-bad-share", type=float, default=0.01, help="largest share of bad rows accepted")
+    ingest.set_defaults(handler=cmd_data_ingest)
+    validate = with_json(data_commands.add_parser("validate", help="check a raw source; writes nothing"))
+    validate.add_argument("source")
+    validate.add_argument("--max-bad-share", type=float, default=0.01)
+    validate.set_defaults(handler=cmd_data_validate)
+
+    for register in _COMMAND_REGISTRARS:
+        register(commands, with_json)
+    return parser
+
+
+# Later stages add their commands here, so this module stays the one entry point.
+_COMMAND_REGISTRARS: list = []
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``reelops`` console script."""
+    from reelops.data import DataValidationError, SourceError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except (CommandError, DataValidationError, SourceError, FileNotFoundError, ValueError, KeyError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"reelops: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reelops: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Dataset versions: a deterministic content hash of the canonical tables and a manifest.
+
+A version folder is written under a temporary name and renamed into place, so a failed
+ingest never leaves a half-written version behind, and the same input always lands in
+the same ``<store>/<version>/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reelops.workspace import datasets_dir
+
+SCHEMA_VERSION = 1
+TABLES = ("ratings", "users", "movies")
+
+
+def content_hash(ratings: pd.DataFrame, users: pd.DataFrame, movies: pd.DataFrame) -> str:
+    """SHA-256 of the canonical tables: column names, dtypes and values, in order.
+
+    Numbers are hashed as fixed-width little-endian bytes and text as UTF-8, so the hash
+    depends on the data only, not on the pandas or Parquet version that wrote it.
+    """
+    digest = hashlib.sha256(f"reelops-dataset-schema-{SCHEMA_VERSION}".encode())
+    for name, frame in zip(TABLES, (ratings, users, movies)):
+        digest.update(f"\x1e{name}:{len(frame)}".encode())
+        for column in frame.columns:
+            series = frame[column]
+            digest.update(f"\x1f{column}".encode())
+            if isinstance(series.dtype, pd.Int64Dtype):
+                digest.update(series.isna().to_numpy().tobytes())
+                digest.update(series.fillna(0).to_numpy(np.int64).astype("<i8").tobytes())
+            elif series.dtype.kind in "iuf":
+                digest.update(series.to_numpy().astype(series.dtype.newbyteorder("<")).tobytes())
+            else:
+                digest.update("\x00".join(series.astype(str).tolist()).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def version_id(full_hash: str) -> str:
+    """The short, human-usable version id of a content hash."""
+    return f"ds-{full_hash[:16]}"
+
+
+def write_version(validated, source: str, store: str | os.PathLike | None = None) -> tuple:
+    """Write a validated dataset as a version folder.
+
+    Args:
+        validated: a :class:`reelops.data.validation.ValidatedData`.
+        source: where the data came from (recorded in the manifest).
+        store: the folder of versions; the workspace's ``datasets/`` by default.
+
+    Returns:
+        ``(version folder, manifest dict, created)``; ``created`` is False when the same
+        version already existed (same content), in which case nothing is rewritten.
+    """
+    store = Path(store) if store else datasets_dir()
+    store.mkdir(parents=True, exist_ok=True)
+    full_hash = content_hash(validated.ratings, validated.users, validated.movies)
+    version = version_id(full_hash)
+    target = store / version
+    ratings = validated.ratings
+    manifest = {
+        "version": version,
+        "content_hash": full_hash,
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        "layout": validated.layout,
+        "counts": validated.counts,
+        "rows": {"ratings": len(ratings), "users": len(validated.users), "movies": len(validated.movies)},
+        "time_range": {
+            "min_timestamp": int(ratings["timestamp"].min()) if len(ratings) else None,
+            "max_timestamp": int(ratings["timestamp"].max()) if len(ratings) else None,
+        },
+        "quarantined": validated.total_quarantined,
+        "quarantine_reasons": validated.quarantine.reasons(),
+        "warnings": validated.warnings,
+    }
+    if (target / "manifest.json").is_file():
+        return target, json.loads((target / "manifest.json").read_text()), False
+    staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{version}-"))
+    try:
+        validated.ratings.to_parquet(staging / "ratings.parquet", index=False)
+        validated.users.to_parquet(staging / "users.parquet", index=False)
+        validated.movies.to_parquet(staging / "movies.parquet", index=False)
+        pd.DataFrame(validated.quarantine.rows, columns=["file", "line", "reason", "raw"]).to_csv(
+            staging / "quarantine.csv", index=False
+        )
+        # The manifest goes last: a folder with a manifest is a complete version.
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / "manifest.json").is_file():
+                raise
+            return target, json.loads((target / "manifest.json").read_text()), False
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, manifest, True
+
+
+def resolve_dataset(dataset: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
+    """A dataset version folder from a version id or a folder path.
+
+    Raises:
+        FileNotFoundError: neither a folder with a manifest nor a known version id.
+    """
+    path = Path(dataset)
+    if (path / "manifest.json").is_file():
+        return path
+    candidate = (Path(store) if store else datasets_dir()) / str(dataset)
+    if (candidate / "manifest.json").is_file():
+        return candidate
+    raise FileNotFoundError(f"{dataset}: not a dataset version id or version folder (no manifest.json)")
+
+
+def load_dataset(dataset: str | os.PathLike, store: str | os.PathLike | None = None) -> dict:
+    """Load a dataset version: ``{"ratings", "users", "movies", "manifest", "path"}``."""
+    folder = resolve_dataset(dataset, store)
+    return {
+        "ratings": pd.read_parquet(folder / "ratings.parquet"),
+        "users": pd.read_parquet(folder / "users.parquet"),
+        "movies": pd.read_parquet(folder / "movies.parquet"),
+        "manifest": json.loads((folder / "manifest.json").read_text()),
+        "path": folder,
+    }

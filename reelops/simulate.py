@@ -1,0 +1,657 @@
+"""A synthetic movie world with scripted drift and a feedback oracle.
+
+The world has users with demographics, movies with genres, release years and popularity,
+and hidden tastes that depend on demographics and genres. A rating comes from
+
+    score = user bias + movie bias + genre affinity(user, movie genres) + p_user . q_movie + noise
+    rating = 1 + number of cut points below the score            (whole stars 1..5)
+
+where the four cut points are calibrated once per world so that the star shares of the
+rated pairs match ml-100k's. Who rates what follows popularity and affinity (Gumbel top-k
+sampling without replacement), user activity is heavy-tailed, and people rate in
+sessions. Scenarios add events with a true onset (population shift, taste shift, new
+releases, popularity shock); the pre-onset world is the same for every scenario of a seed.
+
+The noise of a (user, movie) pair is a hash of (seed, user, movie), so :class:`World`
+answers "what would this user rate this movie at this time" consistently with the
+ratings it generated (the oracle), and can emit a stream of recommendation requests.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr, ndtri
+
+from reelops.data.layouts import GENRES
+
+SCENARIOS = ("none", "population_shift", "taste_shift", "new_releases", "popularity_shock")
+
+# Default event sizes at strength 1.0. Fixed here so detectors cannot tune the world.
+DEFAULT_EVENTS = {
+    "population_shift": {"new_user_share": 0.5, "age_shift_years": 15.0, "student_share": 0.7},
+    "taste_shift": {"user_share": 0.4, "n_genres": 3, "shift_stars": 1.0},
+    "new_releases": {"extra_movie_share": 0.2, "rating_share": 0.3},
+    "popularity_shock": {"rating_share": 0.1},
+}
+ONSET_FRACTION = 0.6
+
+# ml-100k's star shares (1..5): the cut points are calibrated to reproduce them.
+TARGET_STAR_SHARES = np.array([0.061, 0.114, 0.271, 0.342, 0.212])
+
+# Statistics of ml-100k's populations (counts per category), used as sampling weights.
+OCCUPATION_WEIGHTS = {
+    "administrator": 79, "artist": 28, "doctor": 7, "educator": 95, "engineer": 67,
+    "entertainment": 18, "executive": 32, "healthcare": 16, "homemaker": 7, "lawyer": 12,
+    "librarian": 51, "marketing": 26, "none": 9, "other": 105, "programmer": 66,
+    "retired": 14, "salesman": 12, "scientist": 31, "student": 196, "technician": 27,
+    "writer": 45,
+}
+GENRE_WEIGHTS = np.array([2, 251, 135, 42, 122, 505, 109, 50, 725, 22, 24, 92, 56, 61, 247, 101, 251, 71, 27], dtype=float)
+ZIP_REGION_WEIGHTS = np.array([8, 9, 12, 9, 10, 14, 9, 8, 9, 12], dtype=float)
+
+_TITLE_WORDS_A = ["Silent", "Last", "Broken", "Golden", "Midnight", "Lost", "Wild", "Crimson", "Hidden",
+                  "Electric", "Distant", "Burning", "Frozen", "Secret", "Little", "Dark", "Lucky", "Iron"]
+_TITLE_WORDS_B = ["River", "Summer", "Empire", "Garden", "Highway", "Promise", "Harbor", "Witness", "Machine",
+                  "Orchard", "Kingdom", "Signal", "Voyage", "Stranger", "Circus", "Letter", "Planet", "Heart"]
+
+_DAY = 86_400
+
+
+@dataclass
+class WorldConfig:
+    """Size and shape of a world; the defaults resemble ml-100k."""
+
+    n_users: int = 943
+    n_movies: int = 1682
+    min_ratings_per_user: int = 20
+    activity_median_extra: float = 38.0
+    activity_sigma: float = 1.05
+    popularity_sigma: float = 1.45
+    affinity_choice_weight: float = 1.0
+    n_factors: int = 8
+    noise_sd: float = 0.75
+    session_mean_size: float = 42.0
+    start: str = "1997-09-20"
+    days: int = 214
+
+    @property
+    def start_timestamp(self) -> int:
+        return int(_dt.datetime.fromisoformat(self.start).replace(tzinfo=_dt.timezone.utc).timestamp())
+
+
+@dataclass
+class Scenario:
+    """A timeline of events: names, strength and their resolved parameters."""
+
+    events: list
+    strength: float = 1.0
+    parameters: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str, strength: float = 1.0) -> "Scenario":
+        """``none``, one scenario name, or several joined by ``+`` (a combination)."""
+        names = [name.strip() for name in text.split("+") if name.strip()]
+        if not names:
+            raise ValueError("scenario is empty")
+        for name in names:
+            if name not in SCENARIOS:
+                raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)} (or join with +)")
+        if strength < 0:
+            raise ValueError(f"strength must be >= 0, got {strength}")
+        events = [name for name in names if name != "none"]
+        parameters = {name: _scaled_event(name, strength) for name in events}
+        return cls(events=events, strength=strength, parameters=parameters)
+
+    @property
+    def name(self) -> str:
+        return "+".join(self.events) or "none"
+
+
+def _scaled_event(name: str, strength: float) -> dict:
+    """Scale an event's size by strength (shares are capped below 1)."""
+    base = DEFAULT_EVENTS[name]
+    if name == "population_shift":
+        student_base = OCCUPATION_WEIGHTS["student"] / sum(OCCUPATION_WEIGHTS.values())
+        return {
+            "new_user_share": min(base["new_user_share"] * strength, 0.9),
+            "age_shift_years": base["age_shift_years"] * strength,
+            "student_share": min(student_base + (base["student_share"] - student_base) * strength, 0.95),
+        }
+    if name == "taste_shift":
+        return {"user_share": min(base["user_share"] * strength, 1.0), "n_genres": base["n_genres"],
+                "shift_stars": base["shift_stars"] * strength}
+    if name == "new_releases":
+        return {"extra_movie_share": base["extra_movie_share"] * strength,
+                "rating_share": min(base["rating_share"] * strength, 0.9)}
+    return {"rating_share": min(base["rating_share"] * strength, 0.9)}
+
+
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """A counter-based hash: the same (seed, user, movie) always gives the same noise."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def gini(counts: np.ndarray) -> float:
+    """Gini coefficient of non-negative counts (0 = equal, 1 = one holds everything)."""
+    values = np.sort(np.asarray(counts, dtype=float))
+    if values.sum() == 0:
+        return 0.0
+    n = len(values)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(values) / (n * values.sum()))
+
+
+class World:
+    """A seeded movie world under a scenario: generator and oracle in one.
+
+    Args:
+        config: sizes and shape.
+        scenario: the events (see :meth:`Scenario.parse`).
+        seed: every random choice derives from it.
+    """
+
+    def __init__(self, config: WorldConfig | None = None, scenario: Scenario | None = None, seed: int = 0):
+        self.config = config or WorldConfig()
+        self.scenario = scenario or Scenario.parse("none")
+        self.seed = int(seed)
+        cfg = self.config
+        if cfg.n_users < 2 or cfg.n_movies < 10:
+            raise ValueError("a world needs at least 2 users and 10 movies")
+        self.start = cfg.start_timestamp
+        self.end = self.start + cfg.days * _DAY
+        self.onset = self.start + int(ONSET_FRACTION * cfg.days * _DAY)
+        self._build_base()
+        self._apply_events()
+        self._calibrate_cut_points()
+
+    # ------------------------------------------------------------------ random streams
+
+    def _rng(self, *stream: int) -> np.random.Generator:
+        """Independent streams: the base world does not depend on which events follow."""
+        return np.random.default_rng([self.seed, *stream])
+
+    # ------------------------------------------------------------------ the base world
+
+    def _sample_users(self, n: int, rng: np.random.Generator, age_shift: float = 0.0, student_share=None) -> dict:
+        age = np.clip(np.round(rng.gamma(7.5, 4.5, n) + 1.0 - age_shift), 7, 73).astype(np.int64)
+        gender = np.where(rng.random(n) < 0.71, "M", "F")
+        names = list(OCCUPATION_WEIGHTS)
+        weights = np.array(list(OCCUPATION_WEIGHTS.values()), dtype=float)
+        if student_share is not None:
+            student = names.index("student")
+            others = weights.copy()
+            others[student] = 0
+            weights = others / others.sum() * (1 - student_share)
+            weights[student] = student_share
+        occupation = rng.choice(len(names), size=n, p=weights / weights.sum())
+        region = rng.choice(10, size=n, p=ZIP_REGION_WEIGHTS / ZIP_REGION_WEIGHTS.sum())
+        zips = [f"{r}{z:04d}" for r, z in zip(region, rng.integers(0, 10_000, n))]
+        return {"age": age, "gender": gender, "occupation": occupation, "zip": np.array(zips, dtype=object)}
+
+    def _taste_of(self, users: dict, rng: np.random.Generator) -> dict:
+        """Hidden tastes: genre affinity from demographics plus a personal part, bias, factors."""
+        n = len(users["age"])
+        age_band = np.digitize(users["age"], [18, 25, 35, 45, 55])
+        is_female = (users["gender"] == "F").astype(int)
+        affinity = (
+            self.age_genre[age_band] + self.gender_genre[is_female] + self.occupation_genre[users["occupation"]]
+            + rng.normal(0, 0.3, (n, len(GENRES)))
+        )
+        bias = rng.normal(0, 0.4, n) + self.age_bias[age_band]
+        factors = rng.normal(0, 0.35, (n, self.config.n_factors))
+        return {"affinity": affinity.astype(np.float32), "bias": bias.astype(np.float32), "factors": factors.astype(np.float32)}
+
+    def _build_base(self) -> None:
+        cfg = self.config
+        rng = self._rng(1)
+        # Demographic genre effects: what makes side features predictive and cold start learnable.
+        self.age_genre = rng.normal(0, 0.35, (6, len(GENRES)))
+        self.gender_genre = rng.normal(0, 0.3, (2, len(GENRES)))
+        self.occupation_genre = rng.normal(0, 0.25, (len(OCCUPATION_WEIGHTS), len(GENRES)))
+        self.age_bias = np.array([-0.15, -0.1, 0.0, 0.05, 0.1, 0.15])
+
+        users = self._sample_users(cfg.n_users, self._rng(2))
+        taste = self._taste_of(users, self._rng(3))
+        self.users = {**users, **taste, "user_id": np.arange(1, cfg.n_users + 1), "cohort": np.zeros(cfg.n_users, int)}
+
+        mrng = self._rng(4)
+        self.movie_genres = self._sample_genres(cfg.n_movies, mrng)
+        self.movie_year = self._sample_years(cfg.n_movies, mrng)
+        self.movie_bias = mrng.normal(0, 0.45, cfg.n_movies).astype(np.float32)
+        self.movie_factors = mrng.normal(0, 0.35, (cfg.n_movies, cfg.n_factors)).astype(np.float32)
+        # Popularity follows quality a little and luck a lot (heavy tail).
+        self.movie_log_popularity = (cfg.popularity_sigma * mrng.standard_normal(cfg.n_movies) + 0.8 * self.movie_bias).astype(np.float32)
+        self.movie_released = np.full(cfg.n_movies, self.start, dtype=np.int64)
+        self.n_base_movies = cfg.n_movies
+
+        # Activity: a floor (GroupLens kept users with 20+ ratings) plus a log-normal tail.
+        arng = self._rng(5)
+        extra = np.floor(arng.lognormal(np.log(cfg.activity_median_extra), cfg.activity_sigma, cfg.n_users))
+        self.users["n_ratings"] = np.minimum(cfg.min_ratings_per_user + extra, int(0.7 * cfg.n_movies)).astype(np.int64)
+        self.users["joined"] = self.start + np.floor(arng.beta(0.9, 1.6, cfg.n_users) * (self.end - self.start) * 0.9).astype(np.int64)
+
+    def _sample_genres(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        flags = np.zeros((n, len(GENRES)), dtype=np.float32)
+        counts = rng.choice([1, 2, 3], size=n, p=[0.5, 0.35, 0.15])
+        probabilities = GENRE_WEIGHTS / GENRE_WEIGHTS.sum()
+        for index, count in enumerate(counts):
+            flags[index, rng.choice(len(GENRES), size=count, replace=False, p=probabilities)] = 1.0
+        return flags
+
+    def _sample_years(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        recent = 1998 - np.floor(rng.exponential(3.5, n))
+        classic = rng.integers(1930, 1990, n)
+        return np.where(rng.random(n) < 0.8, np.maximum(recent, 1960), classic).astype(np.int64)
+
+    # ------------------------------------------------------------------ events
+
+    def _apply_events(self) -> None:
+        params = self.scenario.parameters
+        cfg = self.config
+        self.taste_shift = None
+        self.shock_movie = None
+        self.new_release_share = 0.0
+        if "new_releases" in params:
+            p = params["new_releases"]
+            n_new = int(round(p["extra_movie_share"] * self.n_base_movies))
+            if n_new:
+                rng = self._rng(20)
+                self.movie_genres = np.vstack([self.movie_genres, self._sample_genres(n_new, rng)])
+                self.movie_year = np.concatenate([self.movie_year, np.full(n_new, 1998)])
+                self.movie_bias = np.concatenate([self.movie_bias, rng.normal(0, 0.45, n_new).astype(np.float32)])
+                self.movie_factors = np.vstack([self.movie_factors, rng.normal(0, 0.35, (n_new, cfg.n_factors)).astype(np.float32)])
+                self.movie_log_popularity = np.concatenate(
+                    [self.movie_log_popularity, (cfg.popularity_sigma * rng.standard_normal(n_new)).astype(np.float32)])
+                self.movie_released = np.concatenate([self.movie_released, np.full(n_new, self.onset)])
+                self.new_release_share = p["rating_share"]
+        if "population_shift" in params:
+            p = params["population_shift"]
+            # Enough newcomers that they are `new_user_share` of the users active after onset.
+            active_after = int(self._post_onset_activity(self.users)[0].sum())
+            share = p["new_user_share"]
+            n_new = int(round(active_after * share / (1 - share))) if share < 1 else active_after
+            if n_new:
+                rng = self._rng(30)
+                users = self._sample_users(n_new, rng, age_shift=p["age_shift_years"], student_share=p["student_share"])
+                taste = self._taste_of(users, self._rng(31))
+                arng = self._rng(32)
+                extra = np.floor(arng.lognormal(np.log(cfg.activity_median_extra), cfg.activity_sigma, n_new))
+                new = {**users, **taste,
+                       "user_id": np.arange(len(self.users["age"]) + 1, len(self.users["age"]) + n_new + 1),
+                       "cohort": np.ones(n_new, int),
+                       "n_ratings": np.minimum(cfg.min_ratings_per_user + extra, int(0.7 * cfg.n_movies)).astype(np.int64),
+                       "joined": self.onset + np.floor(arng.random(n_new) * (self.end - self.onset) * 0.6).astype(np.int64)}
+                self.users = {key: np.concatenate([self.users[key], new[key]]) for key in self.users}
+        if "taste_shift" in params:
+            p = params["taste_shift"]
+            rng = self._rng(40)
+            n_users = len(self.users["age"])
+            affected = rng.random(n_users) < p["user_share"]
+            genres = rng.choice(np.arange(1, len(GENRES)), size=p["n_genres"], replace=False, p=GENRE_WEIGHTS[1:] / GENRE_WEIGHTS[1:].sum())
+            direction = rng.choice([-1.0, 1.0], size=p["n_genres"])
+            delta = np.zeros((n_users, len(GENRES)), dtype=np.float32)
+            sizes = np.abs(rng.normal(1.0, 0.25, (n_users, p["n_genres"]))) * p["shift_stars"]
+            delta[:, genres] = (sizes * direction) * affected[:, None]
+            self.taste_shift = {"affected": affected, "genres": genres, "direction": direction, "delta": delta}
+        if "popularity_shock" in params:
+            # A title that was obscure becomes the one everybody rates.
+            base_rank = np.argsort(self.movie_log_popularity[: self.n_base_movies])
+            self.shock_movie = int(base_rank[int(0.2 * self.n_base_movies)])
+
+    def _post_onset_activity(self, users: dict) -> tuple:
+        """Which users rate after onset, and how many of their ratings fall there (base timeline)."""
+        times = self._user_times(users)
+        after = np.array([int((t >= self.onset).sum()) for t in times])
+        return after > 0, after
+
+    # ------------------------------------------------------------------ timeline
+
+    def _user_times(self, users: dict) -> list:
+        """Each user's rating times: sessions after joining, a minute or two apart."""
+        cfg = self.config
+        rng = self._rng(6)
+        n_users = len(users["age"])
+        # One draw per user from its own stream position keeps base users' times stable
+        # when a cohort is appended.
+        times = []
+        for index in range(n_users):
+            urng = np.random.default_rng([self.seed, 7, int(users["user_id"][index])])
+            n = int(users["n_ratings"][index])
+            n_sessions = 1 + urng.poisson(max(n - 1, 0) / cfg.session_mean_size)
+            joined = int(users["joined"][index])
+            span = max(self.end - joined, 3600)
+            starts = np.sort(joined + np.floor(urng.random(n_sessions) ** 1.5 * span)).astype(np.int64)
+            sizes = urng.multinomial(n - n_sessions, np.full(n_sessions, 1 / n_sessions)) + 1 if n >= n_sessions else np.ones(n, int)
+            starts = starts[: len(sizes)]
+            gaps = [np.cumsum(urng.integers(20, 180, size)) for size in sizes]
+            stamp = np.concatenate([s + g for s, g in zip(starts, gaps)])
+            times.append(np.minimum(stamp, self.end - 1))
+        del rng
+        return times
+
+    # ------------------------------------------------------------------ scores
+
+    def _index(self, user_ids, movie_ids) -> tuple:
+        return np.asarray(user_ids, dtype=np.int64) - 1, np.asarray(movie_ids, dtype=np.int64) - 1
+
+    def latent(self, user_ids, movie_ids, timestamps) -> np.ndarray:
+        """Noise-free score of (user, movie) pairs at the given times (events applied)."""
+        u, m = self._index(user_ids, movie_ids)
+        genres = self.movie_genres[m]
+        genre_count = np.maximum(genres.sum(axis=1), 1.0)
+        affinity = self.users["affinity"][u]
+        if self.taste_shift is not None:
+            after = np.asarray(timestamps) >= self.onset
+            affinity = affinity + self.taste_shift["delta"][u] * after[:, None]
+        score = (
+            self.users["bias"][u] + self.movie_bias[m]
+            + (affinity * genres).sum(axis=1) / genre_count
+            + (self.users["factors"][u] * self.movie_factors[m]).sum(axis=1)
+        )
+        return score.astype(np.float64)
+
+    def noise(self, user_ids, movie_ids) -> np.ndarray:
+        """The pair's fixed noise draw: N(0, noise_sd), a pure function of (seed, user, movie)."""
+        u = np.asarray(user_ids, dtype=np.uint64)
+        m = np.asarray(movie_ids, dtype=np.uint64)
+        key = _splitmix64(_splitmix64(np.uint64(self.seed) + np.zeros_like(u)) ^ (u << np.uint64(24)) ^ m)
+        uniform = (key >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        return ndtri(np.clip(uniform, 1e-12, 1 - 1e-12)) * self.config.noise_sd
+
+    def rating(self, user_ids, movie_ids, timestamps) -> np.ndarray:
+        """The oracle: the whole-star rating these users would give these movies at these times."""
+        score = self.latent(user_ids, movie_ids, timestamps) + self.noise(user_ids, movie_ids)
+        return (1 + (score[:, None] > self.cut_points[None, :]).sum(axis=1)).astype(np.int64)
+
+    def expected_rating(self, user_ids, movie_ids, timestamps) -> np.ndarray:
+        """E[rating] over the noise: the best any model could predict."""
+        latent = self.latent(user_ids, movie_ids, timestamps)
+        above = ndtr((latent[:, None] - self.cut_points[None, :]) / self.config.noise_sd)
+        return 1.0 + above.sum(axis=1)
+
+    def rating_variance(self, user_ids, movie_ids, timestamps) -> np.ndarray:
+        """Var[rating] over the noise: what the noise and whole stars imply per pair."""
+        latent = self.latent(user_ids, movie_ids, timestamps)
+        cdf = ndtr((self.cut_points[None, :] - latent[:, None]) / self.config.noise_sd)
+        cumulative = np.concatenate([np.zeros((len(latent), 1)), cdf, np.ones((len(latent), 1))], axis=1)
+        probabilities = np.diff(cumulative, axis=1)
+        stars = np.arange(1, 6)
+        mean = probabilities @ stars
+        return probabilities @ stars**2 - mean**2
+
+    def _calibrate_cut_points(self) -> None:
+        """Cut points that give ml-100k's star shares on the base world's rated pairs."""
+        self.cut_points = np.zeros(4)
+        pairs = self._base_pairs_for_calibration()
+        latent = self.latent(pairs[0], pairs[1], np.full(len(pairs[0]), self.start))
+        targets = np.cumsum(TARGET_STAR_SHARES)[:4]
+        cuts = []
+        for target in targets:
+            low, high = latent.min() - 5, latent.max() + 5
+            for _ in range(60):  # bisection on the mean CDF: monotone in the cut point
+                middle = (low + high) / 2
+                share_below = ndtr((middle - latent) / self.config.noise_sd).mean()
+                low, high = (middle, high) if share_below < target else (low, middle)
+            cuts.append((low + high) / 2)
+        self.cut_points = np.array(cuts)
+
+    def _base_pairs_for_calibration(self) -> tuple:
+        rng = self._rng(8)
+        base_users = np.flatnonzero(self.users["cohort"] == 0)
+        chosen = base_users[: min(len(base_users), 600)]
+        user_ids, movie_ids = [], []
+        for index in chosen:
+            keys = self._choice_keys(np.array([index]), np.arange(self.n_base_movies), rng, apply_taste_shift=False)[0]
+            top = np.argsort(-keys)[: int(self.users["n_ratings"][index])]
+            user_ids.append(np.full(len(top), index + 1))
+            movie_ids.append(top + 1)
+        return np.concatenate(user_ids), np.concatenate(movie_ids)
+
+    def _choice_keys(self, user_index: np.ndarray, movie_index: np.ndarray, rng, apply_taste_shift=False) -> np.ndarray:
+        """Gumbel keys: top-k of them is sampling without replacement ∝ popularity x affinity.
+
+        Exposure uses the pre-shift affinities on purpose: in ``taste_shift`` who shows up
+        and what they watch stay the same, only the ratings change.
+        """
+        genres = self.movie_genres[movie_index]
+        genre_count = np.maximum(genres.sum(axis=1), 1.0)
+        affinity = self.users["affinity"][user_index] @ (genres / genre_count[:, None]).T
+        keys = self.movie_log_popularity[movie_index][None, :] + self.config.affinity_choice_weight * affinity
+        return keys + rng.gumbel(size=keys.shape).astype(np.float32)
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self) -> dict:
+        """Generate the world's tables: ratings (time order), users, movies."""
+        times = self._user_times(self.users)
+        rng = self._rng(9)
+        all_movies = np.arange(len(self.movie_year))
+        base_movies = all_movies[: self.n_base_movies]
+        new_movies = all_movies[self.n_base_movies:]
+        user_col, movie_col, time_col = [], [], []
+        chunk = 256
+        n_users = len(self.users["age"])
+        for first in range(0, n_users, chunk):
+            block = np.arange(first, min(first + chunk, n_users))
+            keys = self._choice_keys(block, all_movies, rng)
+            for row, index in enumerate(block):
+                stamps = times[index]
+                after = stamps >= self.onset
+                order = self._pick_movies(keys[row], stamps, after, base_movies, new_movies, rng)
+                user_col.append(np.full(len(order), index + 1))
+                movie_col.append(order + 1)
+                time_col.append(stamps[: len(order)])
+        user_ids = np.concatenate(user_col)
+        movie_ids = np.concatenate(movie_col)
+        stamps = np.concatenate(time_col)
+        ratings = self.rating(user_ids, movie_ids, stamps)
+        frame = pd.DataFrame({"user_id": user_ids, "movie_id": movie_ids, "rating": ratings, "timestamp": stamps})
+        frame = frame.sort_values(["timestamp", "user_id", "movie_id"], kind="stable").reset_index(drop=True)
+        return {"ratings": frame, "users": self.users_frame(), "movies": self.movies_frame()}
+
+    def _pick_movies(self, keys, stamps, after, base_movies, new_movies, rng) -> np.ndarray:
+        """Movies for one user's ratings, in the order of its rating times."""
+        n_before = int((~after).sum())
+        n_after = len(stamps) - n_before
+        available_base = keys[base_movies]
+        chosen = list(base_movies[np.argsort(-available_base)[:n_before]])
+        taken = set(chosen)
+        if n_after:
+            picks = []
+            if self.shock_movie is not None and self.shock_movie not in taken:
+                # The shock title is the first thing a returning user rates.
+                if rng.random() < min(1.0, self.scenario.parameters["popularity_shock"]["rating_share"] * 10):
+                    picks.append(self.shock_movie)
+                    taken.add(self.shock_movie)
+            n_new = rng.binomial(n_after - len(picks), self.new_release_share) if len(new_movies) else 0
+            if n_new:
+                released_keys = keys[new_movies]
+                picks.extend(new_movies[np.argsort(-released_keys)[:n_new]].tolist())
+                taken.update(picks)
+            remaining = n_after - len(picks)
+            if remaining > 0:
+                ordered = base_movies[np.argsort(-available_base)]
+                picks.extend([m for m in ordered[n_before: n_before + remaining + len(taken)] if m not in taken][:remaining])
+            chosen.extend(picks)
+        return np.array(chosen[: len(stamps)], dtype=np.int64)
+
+    def users_frame(self) -> pd.DataFrame:
+        names = np.array(list(OCCUPATION_WEIGHTS), dtype=object)
+        return pd.DataFrame({
+            "user_id": self.users["user_id"], "age": self.users["age"], "gender": self.users["gender"],
+            "occupation": names[self.users["occupation"]], "zip": self.users["zip"],
+        })
+
+    def movies_frame(self) -> pd.DataFrame:
+        rng = self._rng(10)
+        n = len(self.movie_year)
+        words_a = rng.integers(0, len(_TITLE_WORDS_A), n)
+        words_b = rng.integers(0, len(_TITLE_WORDS_B), n)
+        titles = [f"{_TITLE_WORDS_A[a]} {_TITLE_WORDS_B[b]} {i + 1} ({y})" for i, (a, b, y) in enumerate(zip(words_a, words_b, self.movie_year))]
+        genre_names = np.array(GENRES, dtype=object)
+        genres = ["|".join(genre_names[row.astype(bool)]) for row in self.movie_genres]
+        return pd.DataFrame({"movie_id": np.arange(1, n + 1), "title": titles, "year": self.movie_year, "genres": genres})
+
+    # ------------------------------------------------------------------ requests
+
+    def request_stream(self, start: int, end: int, rate_per_hour: float | None = None) -> pd.DataFrame:
+        """Recommendation requests (timestamp, user_id) arriving in ``[start, end)``.
+
+        Users arrive as a Poisson process; each arrival is a user who has joined by then,
+        chosen in proportion to activity, so the stream follows the scenario (a cohort
+        that arrives after onset shows up after onset).
+        """
+        if end <= start:
+            raise ValueError("request_stream needs end > start")
+        rng = np.random.default_rng([self.seed, 50, int(start), int(end)])
+        if rate_per_hour is None:
+            sessions = self.users["n_ratings"].sum() / self.config.session_mean_size
+            rate_per_hour = sessions / ((self.end - self.start) / 3600)
+        n = rng.poisson(rate_per_hour * (end - start) / 3600)
+        stamps = np.sort(rng.integers(start, end, n))
+        joined = self.users["joined"]
+        weights = self.users["n_ratings"].astype(float)
+        order = np.argsort(joined)
+        sorted_joined = joined[order]
+        cumulative = np.cumsum(weights[order])
+        present = np.searchsorted(sorted_joined, stamps, side="right")
+        user_ids = np.empty(n, dtype=np.int64)
+        for index, (count, _) in enumerate(zip(present, stamps)):
+            count = max(count, 1)
+            pick = np.searchsorted(cumulative[:count], rng.random() * cumulative[count - 1], side="right")
+            user_ids[index] = self.users["user_id"][order[min(pick, count - 1)]]
+        return pd.DataFrame({"timestamp": stamps, "user_id": user_ids})
+
+    # ------------------------------------------------------------------ description
+
+    def describe(self) -> dict:
+        """What ``scenario.json`` records: events, onsets, parameters, world settings."""
+        events = []
+        for name in self.scenario.events:
+            entry = {"name": name, "onset_timestamp": self.onset, "parameters": self.scenario.parameters[name]}
+            if name == "taste_shift" and self.taste_shift is not None:
+                entry["genres"] = [GENRES[g] for g in self.taste_shift["genres"]]
+                entry["directions"] = self.taste_shift["direction"].tolist()
+                entry["affected_users"] = int(self.taste_shift["affected"].sum())
+            if name == "popularity_shock":
+                entry["movie_id"] = self.shock_movie + 1
+            if name == "new_releases":
+                entry["first_new_movie_id"] = self.n_base_movies + 1
+                entry["new_movies"] = int(len(self.movie_year) - self.n_base_movies)
+            if name == "population_shift":
+                entry["first_new_user_id"] = int(self.users["user_id"][self.users["cohort"] == 1].min()) if (self.users["cohort"] == 1).any() else None
+                entry["new_users"] = int((self.users["cohort"] == 1).sum())
+            events.append(entry)
+        return {
+            "scenario": self.scenario.name,
+            "strength": self.scenario.strength,
+            "seed": self.seed,
+            "onset_timestamp": self.onset,
+            "onset_fraction": ONSET_FRACTION,
+            "start_timestamp": self.start,
+            "end_timestamp": self.end,
+            "events": events,
+            "config": asdict(self.config),
+            "cut_points": [round(float(c), 12) for c in self.cut_points],
+        }
+
+    @classmethod
+    def from_directory(cls, directory: str | os.PathLike) -> "World":
+        """Rebuild the world (and so the oracle) that wrote ``directory``."""
+        spec = json.loads((Path(directory) / "scenario.json").read_text())
+        return cls(WorldConfig(**spec["config"]), Scenario.parse(spec["scenario"], spec["strength"]), spec["seed"])
+
+
+def write_world(world: World, out: str | os.PathLike) -> dict:
+    """Generate and write the world in the ml-100k layout plus ``scenario.json``.
+
+    Returns:
+        The scenario description with the counts written.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = world.generate()
+    ratings, users, movies = tables["ratings"], tables["users"], tables["movies"]
+    data = ratings[["user_id", "movie_id", "rating", "timestamp"]].astype(np.int64)
+    _write_text(out / "u.data", "".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in data.itertuples(index=False)))
+    _write_text(out / "u.user", "".join(f"{u}|{a}|{g}|{o}|{z}\n" for u, a, g, o, z in users.itertuples(index=False)))
+    lines = []
+    for movie_id, title, year, flags in zip(movies["movie_id"], movies["title"], movies["year"], world.movie_genres.astype(int)):
+        lines.append(f"{movie_id}|{title}|01-Jan-{year}|||{'|'.join(map(str, flags))}\n")
+    _write_text(out / "u.item", "".join(lines))
+    _write_text(out / "u.genre", "".join(f"{name}|{index}\n" for index, name in enumerate(GENRES)))
+    _write_text(out / "u.occupation", "".join(f"{name}\n" for name in OCCUPATION_WEIGHTS))
+    description = world.describe()
+    after = ratings[ratings["timestamp"] >= world.onset]
+    for event in description["events"]:
+        # What the event achieved in the written data, beside what it asked for.
+        if event["name"] == "popularity_shock":
+            event["achieved_rating_share"] = float((after["movie_id"] == event["movie_id"]).mean()) if len(after) else 0.0
+        if event["name"] == "new_releases":
+            event["achieved_rating_share"] = float((after["movie_id"] >= event["first_new_movie_id"]).mean()) if len(after) else 0.0
+        if event["name"] == "population_shift" and event["new_users"]:
+            active = after["user_id"].unique()
+            event["achieved_new_user_share"] = float((active >= event["first_new_user_id"]).mean())
+    description["counts"] = {"ratings": len(ratings), "users": len(users), "movies": len(movies)}
+    _write_text(out / "scenario.json", json.dumps(description, indent=2, sort_keys=True) + "\n")
+    return description
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("latin-1"))
+
+
+def simulate(scenario: str = "none", seed: int = 0, out: str | os.PathLike = "world", strength: float = 1.0,
+             n_users: int | None = None, n_movies: int | None = None) -> dict:
+    """Build a world and write it (what ``reelops simulate`` does)."""
+    config = WorldConfig()
+    if n_users is not None:
+        config.n_users = n_users
+    if n_movies is not None:
+        config.n_movies = n_movies
+    world = World(config, Scenario.parse(scenario, strength), seed)
+    return write_world(world, out)
+
+
+def realism_stats(ratings: pd.DataFrame, n_users: int | None = None, n_movies: int | None = None) -> dict:
+    """The statistics ``simulate compare`` puts side by side."""
+    ratings = ratings.sort_values(["timestamp", "user_id", "movie_id"], kind="stable")
+    stars = np.round(ratings["rating"].to_numpy()).astype(int)
+    shares = np.bincount(stars, minlength=6)[1:6] / len(stars)
+    n_users = n_users or ratings["user_id"].nunique()
+    n_movies = n_movies or ratings["movie_id"].nunique()
+    users = ratings["user_id"].to_numpy()
+    windows = [len(np.unique(users[i: i + 1000])) for i in range(0, len(users) - 999, 1000)]
+    return {
+        "star_shares": shares.tolist(),
+        "mean_rating": float(ratings["rating"].mean()),
+        "density": len(ratings) / (n_users * n_movies),
+        "gini_movie_popularity": gini(ratings["movie_id"].value_counts().reindex(range(1, n_movies + 1), fill_value=0).to_numpy()),
+        "gini_user_activity": gini(ratings["user_id"].value_counts().to_numpy()),
+        "median_users_per_1000": float(np.median(windows)) if windows else float("nan"),
+    }
+
+
+def compare_worlds(sim: dict, real: dict) -> list:
+    """Rows of (statistic, simulated, real, tolerance, ok) for the realism checks."""
+    rows = []
+    for star in range(5):
+        s, r = sim["star_shares"][star], real["star_shares"][star]
+        rows.append((f"share of {star + 1} stars", s, r, "±2 points", abs(s - r) <= 0.02))
+    rows.append(("mean rating", sim["mean_rating"], real["mean_rating"], "±0.05", abs(sim["mean_rating"] - real["mean_rating"]) <= 0.05))
+    rows.append(("density", sim["density"], real["density"], "±1 point", abs(sim["density"] - real["density"]) <= 0.01))
+    for key, label in (("gini_movie_popularity", "Gini of movie popularity"), ("gini_user_activity", "Gini of user activity")):
+        rows.append((label, sim[key], real[key], "±0.05", abs(sim[key] - real[key]) <= 0.05))
+    s, r = sim["median_users_per_1000"], real["median_users_per_1000"]
+    rows.append(("median users per 1,000 ratings", s, r, "±30%", abs(s - r) <= 0.3 * r))
+    return rows
