@@ -133,6 +133,92 @@ def cmd_data_validate(args) -> None:
     _emit(args, summary, _render_ingest)
 
 
+# ---------------------------------------------------------------------------- simulate
+
+
+def _render_simulate(result: dict) -> None:
+    from reelops.console import print_table
+
+    counts = result["counts"]
+    print(f"world {result['scenario']} (strength {result['strength']:g}, seed {result['seed']}) -> {result['out']}")
+    print(f"{counts['ratings']:,} ratings, {counts['users']:,} users, {counts['movies']:,} movies")
+    rows = [[event["name"], _date(event["onset_timestamp"]),
+             ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in event["parameters"].items())]
+            for event in result["events"]]
+    if rows:
+        print_table(rows, ["event", "onset", "parameters"])
+
+
+def _date(timestamp: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def _render_compare(result: dict) -> None:
+    from reelops.console import print_table
+
+    rows = [[row["statistic"], row["simulated"], row["real"], row["tolerance"], "ok" if row["ok"] else "FAIL"]
+            for row in result["checks"]]
+    print_table(rows, ["statistic", "simulated", "real", "tolerance", "check"],
+                title=f"{result['simulated_dir']}  vs  {result['real_dir']}")
+    print(f"\n{sum(r['ok'] for r in result['checks'])} of {len(result['checks'])} checks pass")
+
+
+def cmd_simulate(args) -> None:
+    from reelops import simulate
+
+    if args.action:
+        if args.action[0] != "compare" or len(args.action) != 3:
+            raise CommandError("usage: reelops simulate compare SIM_DIR REAL_DIR")
+        result = _compare(args.action[1], args.action[2])
+        _emit(args, result, _render_compare)
+        if not all(row["ok"] for row in result["checks"]):
+            raise CommandError("the simulated world is outside the realism tolerances (see the table)")
+        return
+    if not args.out:
+        raise CommandError("simulate needs --out DIR")
+    result = simulate.simulate(args.scenario, seed=args.seed, out=args.out, strength=args.strength,
+                               n_users=args.users, n_movies=args.movies)
+    result["out"] = str(args.out)
+    _emit(args, result, _render_simulate)
+
+
+def _compare(sim_dir: str, real_dir: str) -> dict:
+    from reelops.data import validate_source
+    from reelops.simulate import compare_worlds, realism_stats
+
+    stats = []
+    for folder in (sim_dir, real_dir):
+        data = validate_source(folder)
+        stats.append(realism_stats(data.ratings, len(data.users) or None, len(data.movies)))
+    checks = [
+        {"statistic": name, "simulated": sim, "real": real, "tolerance": tolerance, "ok": bool(ok)}
+        for name, sim, real, tolerance, ok in compare_worlds(stats[0], stats[1])
+    ]
+    return {"simulated_dir": sim_dir, "real_dir": real_dir, "simulated": stats[0], "real": stats[1], "checks": checks}
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def cmd_run(args) -> None:
+    """The main job: simulate a world, ingest and validate it into a dataset version."""
+    from reelops import simulate
+    from reelops.data import ingest
+    from reelops.workspace import workspace_dir
+
+    world_dir = workspace_dir() / "worlds" / f"{args.scenario}-seed{args.seed}"
+    if not (world_dir / "scenario.json").is_file():
+        simulate.simulate(args.scenario, seed=args.seed, out=world_dir)
+    result = ingest(world_dir)
+    summary = result.to_dict()
+    summary["world"] = str(world_dir)
+    if not args.json:
+        print(f"simulated world: {world_dir}")
+    _emit(args, summary, _render_ingest)
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -160,13 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--max-bad-share", type=float, default=0.01)
     validate.set_defaults(handler=cmd_data_validate)
 
-    for register in _COMMAND_REGISTRARS:
-        register(commands, with_json)
+    simulate = with_json(commands.add_parser("simulate", help="generate a synthetic movie world (or compare one)"))
+    simulate.add_argument("action", nargs="*", help="nothing, or: compare SIM_DIR REAL_DIR")
+    simulate.add_argument("--scenario", default="none", help="none, population_shift, taste_shift, new_releases, popularity_shock, or A+B")
+    simulate.add_argument("--strength", type=float, default=1.0, help="scales the size of each change")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--users", type=int, default=None, help="number of users (default 943)")
+    simulate.add_argument("--movies", type=int, default=None, help="number of movies (default 1682)")
+    simulate.add_argument("--out", default=None, help="output folder (ml-100k layout + scenario.json)")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    run = with_json(commands.add_parser("run", help="the main job (make run)"))
+    run.add_argument("--seed", type=int, default=7)
+    run.add_argument("--scenario", default="none")
+    run.set_defaults(handler=cmd_run)
     return parser
-
-
-# Later stages add their commands here, so this module stays the one entry point.
-_COMMAND_REGISTRARS: list = []
 
 
 def main(argv=None) -> int:

@@ -99,30 +99,87 @@ def read_layout(folder: Path, quarantine: Quarantine) -> RawTables:
     return reader(folder, layout, quarantine)
 
 
-def _parse(
-    clean, file: str, separator: str, columns: list, numeric: dict, quarantine: Quarantine
-) -> pd.DataFrame:
-    """Parse clean lines into a frame; values that are not numbers are quarantined.
+def _read_table(
+    folder: Path, file: str, layout: Layout, separator: bytes, columns: list, numeric: dict,
+    quarantine: Quarantine, has_header: bool = False, transform=None,
+) -> tuple:
+    """Read one delimited file into a frame with ``_line``; bad lines are quarantined.
 
-    The common case (every value parses) takes pandas' typed fast path; only a file with
-    a bad value pays for reading everything as text first.
+    The common case (a clean file) takes a fast path: the per-line field count is
+    skipped when the separator total fits, and pandas parses with the final dtypes,
+    rejecting any short, long or non-numeric line itself. Only when it does is the file
+    checked line by line, so a clean million-row file pays little for validation.
+
+    Returns:
+        ``(frame, lines read, blank lines)``.
     """
-    kwargs = dict(
-        sep=separator, header=None, names=columns, quoting=csv.QUOTE_NONE,
-        encoding="latin-1", na_filter=False, engine="c",
+    data = (folder / file).read_bytes()
+    options = dict(file=file, encoding=layout.encoding, separator=separator, n_fields=len(columns), has_header=has_header)
+    scratch = Quarantine()
+    clean = split_lines(data, quarantine=scratch, trust_total=True, **options)
+    text = transform(clean.data) if transform else clean.data
+    frame = _parse_typed(text, clean.line_numbers, separator, columns, numeric, layout.encoding)
+    if frame is not None:
+        quarantine.rows.extend(scratch.rows)  # undecodable lines found on the fast path
+        return frame, clean.read, clean.blank
+    clean = split_lines(data, quarantine=quarantine, **options)
+    text = transform(clean.data) if transform else clean.data
+    frame = _parse_checked(text, clean.line_numbers, file, separator, columns, numeric, layout.encoding, quarantine)
+    return frame, clean.read, clean.blank
+
+
+def _csv_options(separator: bytes, columns: list, encoding: str) -> dict:
+    return dict(
+        sep="\t" if separator == b"::" else separator.decode(), header=None, names=columns, index_col=False,
+        quoting=csv.QUOTE_NONE, encoding=encoding, na_filter=False, engine="c",
     )
-    if not clean.data:
-        frame = pd.DataFrame({name: pd.Series(dtype="int64" if name in numeric else object) for name in columns})
-        frame["_line"] = np.array([], dtype=np.int64)
-        return frame
+
+
+def _empty_frame(columns: list, numeric: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({name: pd.Series(dtype=numeric.get(name, object)) for name in columns})
+    frame["_line"] = np.array([], dtype=np.int64)
+    return frame
+
+
+def _parse_typed(data: bytes, line_numbers, separator, columns, numeric, encoding):
+    """Parse with final dtypes (pyarrow's multi-threaded reader); None when any line is
+    short, long, empty in a numeric field, or not a number."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    if not data:
+        return _empty_frame(columns, numeric)
+    has_text = any(column not in numeric for column in columns)
+    arrow_types = {"int64": pa.int64(), "float64": pa.float64()}
+    types = {c: arrow_types[numeric[c]] if c in numeric else pa.string() for c in columns}
     try:
-        frame = pd.read_csv(io.BytesIO(clean.data), dtype={**{c: str for c in columns}, **numeric}, **kwargs)
-        frame["_line"] = clean.line_numbers
-        return frame
-    except (ValueError, OverflowError):
-        pass
-    frame = pd.read_csv(io.BytesIO(clean.data), dtype=str, **kwargs)
-    frame["_line"] = clean.line_numbers
+        table = arrow_csv.read_csv(
+            io.BytesIO(data),
+            read_options=arrow_csv.ReadOptions(
+                column_names=columns,
+                # Transcoding costs time; numbers-only files are ASCII whatever the layout says.
+                encoding="latin1" if has_text and encoding == "latin-1" else "utf8",
+            ),
+            parse_options=arrow_csv.ParseOptions(
+                delimiter="\t" if separator == b"::" else separator.decode(), quote_char=False, ignore_empty_lines=False,
+            ),
+            convert_options=arrow_csv.ConvertOptions(column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows != len(line_numbers) or any(table.column(c).null_count for c in numeric):
+        return None
+    frame = table.to_pandas()
+    frame["_line"] = line_numbers
+    return frame
+
+
+def _parse_checked(data, line_numbers, file, separator, columns, numeric, encoding, quarantine):
+    """Parse as text, then quarantine every value that is not a number (the slow path)."""
+    if not data:
+        return _empty_frame(columns, numeric)
+    frame = pd.read_csv(io.BytesIO(data), dtype=str, **_csv_options(separator, columns, encoding))
+    frame["_line"] = line_numbers
     bad = np.zeros(len(frame), dtype=bool)
     reasons = np.full(len(frame), "", dtype=object)
     for column, dtype in numeric.items():
@@ -139,8 +196,9 @@ def _parse(
             )
         bad |= invalid
         frame[column] = values
+    shown_separator = separator.decode()
     for index in np.flatnonzero(bad):
-        raw = separator.join(str(frame[c].iat[index]) for c in columns)
+        raw = shown_separator.join(str(frame[c].iat[index]) for c in columns)
         quarantine.add(file, frame["_line"].iat[index], reasons[index], raw)
     frame = frame[~bad].reset_index(drop=True)
     for column, dtype in numeric.items():
@@ -148,12 +206,10 @@ def _parse(
     return frame
 
 
-def _read_file(folder: Path, file: str, layout: Layout, separator: bytes, n_fields, quarantine, has_header=False):
-    data = (folder / file).read_bytes()
-    clean = split_lines(
-        data, file=file, encoding=layout.encoding, separator=separator, n_fields=n_fields, quarantine=quarantine, has_header=has_header,
-    )
-    return clean
+def _read_file(folder: Path, file: str, layout: Layout, separator: bytes, quarantine, has_header=False):
+    """Lines of a file whose fields cannot be counted byte-wise (quoted CSV, titles with '::')."""
+    return split_lines((folder / file).read_bytes(), file=file, encoding=layout.encoding, separator=separator,
+                       n_fields=None, quarantine=quarantine, has_header=has_header)
 
 
 _RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
@@ -167,21 +223,15 @@ def _ratings_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _read_ml100k(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTables:
     read, blank = {}, 0
-
-    clean = _read_file(folder, "u.data", layout, b"\t", 4, quarantine)
-    read["u.data"], blank = clean.read, blank + clean.blank
-    ratings = _ratings_frame(_parse(clean, "u.data", "\t", _RATING_COLUMNS, _RATING_DTYPES, quarantine))
-
-    clean = _read_file(folder, "u.user", layout, b"|", 5, quarantine)
-    read["u.user"], blank = clean.read, blank + clean.blank
-    users = _parse(clean, "u.user", "|", ["user_id", "age", "gender", "occupation", "zip"],
-                   {"user_id": "int64", "age": "int64"}, quarantine)
-
+    ratings, read["u.data"], b = _read_table(folder, "u.data", layout, b"\t", _RATING_COLUMNS, _RATING_DTYPES, quarantine)
+    blank += b
+    users, read["u.user"], b = _read_table(folder, "u.user", layout, b"|", ["user_id", "age", "gender", "occupation", "zip"],
+                                           {"user_id": "int64", "age": "int64"}, quarantine)
+    blank += b
     item_columns = ["movie_id", "title", "release_date", "video_release_date", "url"] + [f"g{i}" for i in range(19)]
-    clean = _read_file(folder, "u.item", layout, b"|", 24, quarantine)
-    read["u.item"], blank = clean.read, blank + clean.blank
-    items = _parse(clean, "u.item", "|", item_columns,
-                   {"movie_id": "int64", **{f"g{i}": "int64" for i in range(19)}}, quarantine)
+    items, read["u.item"], b = _read_table(folder, "u.item", layout, b"|", item_columns,
+                                           {"movie_id": "int64", **{f"g{i}": "int64" for i in range(19)}}, quarantine)
+    blank += b
     flags = items[[f"g{i}" for i in range(19)]].to_numpy()
     bad_flags = ~np.isin(flags, (0, 1)).all(axis=1)
     for index in np.flatnonzero(bad_flags):
@@ -196,21 +246,23 @@ def _read_ml100k(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTab
         "movie_id": items["movie_id"], "title": items["title"], "year": years,
         "genres": genres, "_line": items["_line"],
     })
-    return RawTables(layout, ratings, users, movies, read, blank)
+    return RawTables(layout, _ratings_frame(ratings), users, movies, read, blank)
+
+
+def _colons_to_tabs(data: bytes) -> bytes:
+    # Numbers and codes only: safe, and lets pandas' C parser run (it needs a 1-byte separator).
+    return data.replace(b"::", b"\t")
 
 
 def _read_ml1m(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTables:
     read, blank = {}, 0
-    clean = _read_file(folder, "ratings.dat", layout, b"::", 4, quarantine)
-    read["ratings.dat"], blank = clean.read, blank + clean.blank
-    clean.data = clean.data.replace(b"::", b"\t")  # numbers only: safe, and lets the C parser run
-    ratings = _ratings_frame(_parse(clean, "ratings.dat", "\t", _RATING_COLUMNS, _RATING_DTYPES, quarantine))
-
-    clean = _read_file(folder, "users.dat", layout, b"::", 5, quarantine)
-    read["users.dat"], blank = clean.read, blank + clean.blank
-    clean.data = clean.data.replace(b"::", b"\t")
-    users = _parse(clean, "users.dat", "\t", ["user_id", "gender", "age", "occupation", "zip"],
-                   {"user_id": "int64", "age": "int64", "occupation": "int64"}, quarantine)
+    ratings, read["ratings.dat"], b = _read_table(folder, "ratings.dat", layout, b"::", _RATING_COLUMNS, _RATING_DTYPES,
+                                                  quarantine, transform=_colons_to_tabs)
+    blank += b
+    users, read["users.dat"], b = _read_table(folder, "users.dat", layout, b"::", ["user_id", "gender", "age", "occupation", "zip"],
+                                              {"user_id": "int64", "age": "int64", "occupation": "int64"}, quarantine,
+                                              transform=_colons_to_tabs)
+    blank += b
     codes = users["occupation"].to_numpy()
     bad_code = (codes < 0) | (codes >= len(ML1M_OCCUPATIONS))
     for index in np.flatnonzero(bad_code):
@@ -220,7 +272,7 @@ def _read_ml1m(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTable
     users = users[["user_id", "age", "gender", "occupation", "zip", "_line"]]
 
     # Titles may hold ':' so split from both ends instead of counting separators.
-    clean = _read_file(folder, "movies.dat", layout, b"::", None, quarantine)
+    clean = _read_file(folder, "movies.dat", layout, b"::", quarantine)
     read["movies.dat"], blank = clean.read, blank + clean.blank
     rows = []
     text_lines = clean.data.decode("latin-1").split("\n") if clean.data else []
@@ -232,17 +284,15 @@ def _read_ml1m(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTable
             continue
         rows.append((head, title, genres, number))
     movies = _movies_from_titles(rows, "movies.dat", quarantine)
-    return RawTables(layout, ratings, users, movies, read, blank)
+    return RawTables(layout, _ratings_frame(ratings), users, movies, read, blank)
 
 
 def _read_mllatest(folder: Path, layout: Layout, quarantine: Quarantine) -> RawTables:
     read, blank = {}, 0
-    clean = _read_file(folder, "ratings.csv", layout, b",", 4, quarantine, has_header=True)
-    read["ratings.csv"], blank = clean.read, blank + clean.blank
-    ratings = _ratings_frame(_parse(clean, "ratings.csv", ",", _RATING_COLUMNS, _RATING_DTYPES, quarantine))
-
+    ratings, read["ratings.csv"], blank = _read_table(folder, "ratings.csv", layout, b",", _RATING_COLUMNS, _RATING_DTYPES,
+                                                      quarantine, has_header=True)
     # movies.csv quotes titles that hold commas: the csv module, not byte counting.
-    clean = _read_file(folder, "movies.csv", layout, b",", None, quarantine, has_header=True)
+    clean = _read_file(folder, "movies.csv", layout, b",", quarantine, has_header=True)
     read["movies.csv"], blank = clean.read, blank + clean.blank
     rows = []
     text = clean.data.decode("utf-8") if clean.data else ""
@@ -252,7 +302,7 @@ def _read_mllatest(folder: Path, layout: Layout, quarantine: Quarantine) -> RawT
             continue
         rows.append((fields[0], fields[1], fields[2], number))
     movies = _movies_from_titles(rows, "movies.csv", quarantine)
-    return RawTables(layout, ratings, _empty_users(), movies, read, blank)
+    return RawTables(layout, _ratings_frame(ratings), _empty_users(), movies, read, blank)
 
 
 def _movies_from_titles(rows: list, file: str, quarantine: Quarantine) -> pd.DataFrame:

@@ -9,7 +9,6 @@ checks can still name the line of every bad row.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +16,8 @@ import numpy as np
 # Bytes that never appear in text: C0 controls (but tab, LF, CR), DEL and the C1 range.
 # latin-1 maps every byte to a character, so "does not decode" for a latin-1 layout means
 # these: binary garbage or a file in another encoding.
-_LATIN1_UNDECODABLE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LATIN1_UNDECODABLE = np.zeros(256, dtype=bool)
+_LATIN1_UNDECODABLE[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]] = True
 
 
 @dataclass
@@ -66,6 +66,7 @@ def split_lines(
     n_fields: int | None,
     quarantine: Quarantine,
     has_header: bool = False,
+    trust_total: bool = False,
 ) -> CleanLines:
     """Cut ``data`` into lines, quarantine the undecodable and mis-shaped ones.
 
@@ -78,6 +79,10 @@ def split_lines(
             (quoted CSV, whose separators cannot be counted byte-wise).
         quarantine: where bad lines go.
         has_header: the first line is a header and not data.
+        trust_total: skip the per-line field count when the file's total number of
+            separators is exactly what well-formed lines would hold. Only for callers
+            whose parser rejects a short or long line itself (the typed pandas parse);
+            they call again with ``trust_total=False`` when it does.
 
     Returns:
         The good lines joined by ``\\n`` and their 1-based line numbers in the file.
@@ -104,7 +109,7 @@ def split_lines(
         if keep[line_index]:
             bad_reason[line_index] = reason
 
-    if n_fields is not None and len(starts):
+    if n_fields is not None and len(starts) and not (trust_total and _total_fits(data, separator, n_fields, keep)):
         counts = _separator_counts(arr, separator, starts, ends) + 1
         for line_index in np.flatnonzero(keep & (counts != n_fields)):
             bad_reason.setdefault(
@@ -124,9 +129,22 @@ def split_lines(
     return CleanLines(data=clean, line_numbers=line_numbers[keep], read=read, blank=int(blank.sum()))
 
 
+def _total_fits(data: bytes, separator: bytes, n_fields: int, keep: np.ndarray) -> bool:
+    """The whole file holds exactly (n_fields - 1) separators per kept line."""
+    header_separators = data[: data.find(b"\n")].count(separator) if not keep[0] else 0
+    return data.count(separator) - header_separators == (n_fields - 1) * int(keep.sum())
+
+
 def _separator_counts(arr: np.ndarray, separator: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     if len(separator) == 1:
-        positions = np.flatnonzero(arr == separator[0])
+        # Separators per line as a segment sum over the line starts (empty lines hold none).
+        if not len(starts):
+            return np.zeros(0, dtype=np.int64)
+        is_separator = (arr == separator[0]).view(np.uint8)
+        counts = np.add.reduceat(is_separator, np.minimum(starts, len(arr) - 1), dtype=np.int64)
+        # reduceat sums up to the next start, i.e. through the newline; a CR is never a separator.
+        counts[ends == starts] = 0
+        return counts
     else:
         first = separator[0]
         hits = (arr[:-1] == first) & (arr[1:] == separator[1])
@@ -141,11 +159,15 @@ def _separator_counts(arr: np.ndarray, separator: bytes, starts: np.ndarray, end
 def _undecodable_lines(data: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray, encoding: str):
     """Yield (line index, reason) for every line whose bytes do not decode."""
     if encoding == "latin-1":
-        offsets = [match.start() for match in _LATIN1_UNDECODABLE.finditer(data)]
-        if not offsets:
+        # Cheap comparisons first: clean text never reaches the table lookup.
+        suspicious = (arr < 0x20) & (arr != 9) & (arr != 10) & (arr != 13)
+        if arr.size and arr.max() >= 0x7F:
+            suspicious |= _LATIN1_UNDECODABLE[arr]
+        offsets = np.flatnonzero(suspicious)
+        if not len(offsets):
             return
         line_indexes = np.searchsorted(starts, offsets, side="right") - 1
-        for offset, line_index in zip(offsets, line_indexes.tolist()):
+        for offset, line_index in zip(offsets.tolist(), line_indexes.tolist()):
             yield line_index, f"undecodable bytes: byte 0x{data[offset]:02x} at column {offset - starts[line_index] + 1} is not text in latin-1"
         return
     try:

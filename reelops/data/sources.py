@@ -132,7 +132,8 @@ def _fetch_remote(url: str) -> Path:
     staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".download-"))
     try:
         try:
-            if fs.isdir(path):
+            # A .zip is a file: asking an HTTP server isdir() would download it once more.
+            if not path.lower().endswith(".zip") and fs.isdir(path):
                 for remote in fs.ls(path, detail=False):
                     name = remote.rstrip("/").rsplit("/", 1)[-1]
                     if fs.isfile(remote):

@@ -75,8 +75,30 @@ def _reject(frame: pd.DataFrame, bad: np.ndarray, reasons, file: str, quarantine
     return frame[~bad].reset_index(drop=True)
 
 
+# Largest key space checked with a bit table (50 MB) instead of hashing every key.
+_TABLE_LIMIT = 50_000_000
+
+
+def _has_repeats(frame: pd.DataFrame, keys: list) -> bool:
+    """Whether any key repeats; a presence table answers fast for ids in a small range."""
+    columns = [frame[k].to_numpy() for k in keys]
+    if len(frame) == 0 or any(c.dtype.kind not in "iu" or c.min() < 0 for c in columns):
+        return True  # let pandas decide
+    spans = [int(c.max()) + 1 for c in columns]
+    if np.prod(spans, dtype=float) > _TABLE_LIMIT:
+        return True
+    packed = columns[0].astype(np.int64)
+    for column, span in zip(columns[1:], spans[1:]):
+        packed = packed * span + column
+    seen = np.zeros(int(np.prod(spans)), dtype=bool)
+    seen[packed] = True
+    return int(seen.sum()) != len(packed)
+
+
 def _duplicates(frame: pd.DataFrame, keys: list) -> tuple:
     """Later occurrences of a repeated key, and the line of the first one."""
+    if not _has_repeats(frame, keys):
+        return np.zeros(len(frame), dtype=bool), None
     duplicated = frame.duplicated(keys, keep="first").to_numpy()
     if not duplicated.any():
         return duplicated, None
@@ -173,14 +195,33 @@ def validate_tables(raw: RawTables, quarantine: Quarantine) -> ValidatedData:
 
 def canonical_ratings(frame: pd.DataFrame) -> pd.DataFrame:
     """Ratings in time order (ties by user, movie): the order every later stage relies on."""
-    out = pd.DataFrame({
-        "user_id": frame["user_id"].to_numpy(np.int64),
-        "movie_id": frame["movie_id"].to_numpy(np.int64),
-        "rating": frame["rating"].to_numpy(np.float32),
-        "timestamp": frame["timestamp"].to_numpy(np.int64),
-    })
-    order = np.lexsort((out["movie_id"].to_numpy(), out["user_id"].to_numpy(), out["timestamp"].to_numpy()))
-    return out.iloc[order].reset_index(drop=True)
+    users = frame["user_id"].to_numpy(np.int64)
+    movies = frame["movie_id"].to_numpy(np.int64)
+    stamps = frame["timestamp"].to_numpy(np.int64)
+    order = _time_user_movie_order(stamps, users, movies)
+    columns = {"user_id": users, "movie_id": movies, "rating": frame["rating"].to_numpy(np.float32), "timestamp": stamps}
+    if order is not None:
+        columns = {name: values[order] for name, values in columns.items()}
+    return pd.DataFrame(columns)
+
+
+def _time_user_movie_order(stamps: np.ndarray, users: np.ndarray, movies: np.ndarray):
+    """The permutation that sorts by (timestamp, user, movie), or None if already sorted.
+
+    One packed int64 key sorts several times faster than a three-key lexsort; the
+    lexsort stays for ranges too wide to pack.
+    """
+    if len(stamps) == 0:
+        return None
+    user_span, movie_span = int(users.max()) + 1, int(movies.max()) + 1
+    low = int(stamps.min())
+    time_span = int(stamps.max()) - low + 1
+    if users.min() >= 0 and movies.min() >= 0 and time_span * user_span * movie_span < 2**62:
+        key = ((stamps - low) * user_span + users) * movie_span + movies
+        if (key[1:] >= key[:-1]).all():
+            return None
+        return np.argsort(key)  # keys are unique (pairs were de-duplicated), so any sort is stable
+    return np.lexsort((movies, users, stamps))
 
 
 def canonical_users(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,24 @@
+"""Shared fixtures: an isolated workspace per test and the real ml-100k when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+
+
+@pytest.fixture(autouse=True)
+def workspace(tmp_path, monkeypatch):
+    """Every test gets its own workspace, so no state leaks between tests or into the repo."""
+    root = tmp_path / "workspace"
+    monkeypatch.setenv("REELOPS_WORKSPACE", str(root))
+    return root
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    if not (ML100K / "u.data").is_file():
+        pytest.skip(f"real MovieLens 100K not found at {ML100K} (it is never shipped with reelops)")
+    return ML100K
