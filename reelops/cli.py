@@ -199,6 +199,80 @@ def _compare(sim_dir: str, real_dir: str) -> dict:
     return {"simulated_dir": sim_dir, "real_dir": real_dir, "simulated": stats[0], "real": stats[1], "checks": checks}
 
 
+# ---------------------------------------------------------------------------- models
+
+
+def cmd_train(args) -> None:
+    import time
+
+    from reelops.models import train
+
+    started = time.perf_counter()
+    model = train(args.data, args.out, algorithm=args.algorithm, holdout=args.holdout,
+                  parameters=_parameters(args.param), progress=not args.json)
+    meta = model.metadata_
+    result = {
+        "model_dir": str(args.out), "algorithm": meta["algorithm"], "dataset_version": meta["dataset_version"],
+        "holdout": meta["holdout"], "n_users": meta["n_users"], "n_movies": meta["n_movies"],
+        "parameters": meta["parameters"], "git_commit": meta["git_commit"],
+        "fit_seconds": round(time.perf_counter() - started, 2),
+    }
+
+    def render(result):
+        print(f"trained {result['algorithm']} on {result['dataset_version']} in {result['fit_seconds']} s -> {result['model_dir']}")
+        holdout = result["holdout"]
+        print(f"holdout {holdout['kind']}: {holdout['train_rows']:,} training rows, {holdout['test_rows']:,} held out")
+
+    _emit(args, result, render)
+
+
+def _parameters(pairs) -> dict:
+    """``key=value`` pairs with numbers parsed (``--param n_factors=64``)."""
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CommandError(f"--param expects key=value, got {pair!r}")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return out
+
+
+def cmd_evaluate(args) -> None:
+    from reelops.data import load_dataset
+    from reelops.evaluation import evaluate, evaluation_rows, write_reports
+    from reelops.models import load_model
+
+    model = load_model(args.model_dir)
+    dataset = load_dataset(args.data)
+    test, scored = evaluation_rows(model, dataset)
+    report = evaluate(model, test, k=args.k, users=dataset["users"])
+    report.update({"scored": scored, "model_dir": str(args.model_dir), "dataset_version": dataset["manifest"]["version"],
+                   "algorithm": model.metadata_["algorithm"]})
+    json_path, html_path = write_reports(report, args.report_dir or args.model_dir,
+                                         title=f"{report['algorithm']} on {report['dataset_version']}")
+    report["reports"] = {"json": str(json_path), "html": str(html_path)}
+
+    def render(report):
+        from reelops.console import print_table
+
+        k = report["k"]
+        rows = [[name, report[name]] for name in ("rmse", "mae", f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}",
+                                                  "coverage", "mean_popularity")]
+        print_table(rows, ["metric", "value"], title=f"{report['algorithm']} on {report['dataset_version']}: {report['scored']}")
+        cold = report["slices"]["cold_users"]
+        print(f"\ncold users ({cold['definition']}): {cold['rows']:,} ratings, RMSE {cold['rmse']:.4f}")
+        print(f"reports: {report['reports']['html']}")
+
+    _emit(args, {k: v for k, v in report.items() if k != "error_histogram"}, render)
+
+
 # ---------------------------------------------------------------------------- run
 
 
@@ -255,6 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--movies", type=int, default=None, help="number of movies (default 1682)")
     simulate.add_argument("--out", default=None, help="output folder (ml-100k layout + scenario.json)")
     simulate.set_defaults(handler=cmd_simulate)
+
+    from reelops.models import ALGORITHMS, DEFAULT_ALGORITHM, HOLDOUTS
+
+    train = with_json(commands.add_parser("train", help="fit a model on a dataset version"))
+    train.add_argument("--data", required=True, help="dataset version id or folder")
+    train.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=list(ALGORITHMS))
+    train.add_argument("--holdout", default="user-time-20", choices=list(HOLDOUTS))
+    train.add_argument("--param", action="append", metavar="KEY=VALUE", help="algorithm parameter (repeatable)")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = with_json(commands.add_parser("evaluate", help="score a model on a dataset"))
+    evaluate.add_argument("--model-dir", required=True)
+    evaluate.add_argument("--data", required=True, help="dataset version id or folder")
+    evaluate.add_argument("-k", type=int, default=10, help="cut-off of the ranking metrics")
+    evaluate.add_argument("--report-dir", help="where evaluation.json/.html go (default: the model directory)")
+    evaluate.set_defaults(handler=cmd_evaluate)
 
     run = with_json(commands.add_parser("run", help="the main job (make run)"))
     run.add_argument("--seed", type=int, default=7)

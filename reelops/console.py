@@ -50,7 +50,9 @@ def progress(total: int, description: str, enabled: bool = True, unit: str = "st
     """A tqdm bar on stderr, or a no-op object when disabled (small inputs, ``--json``)."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, disable=not enabled, file=sys.stderr, leave=False)
+    # A bar redrawn into a log file is noise: draw only on a terminal.
+    shown = enabled and sys.stderr.isatty()
+    bar = tqdm(total=total, desc=description, unit=unit, disable=not shown, file=sys.stderr, leave=False)
     try:
         yield bar
     finally:

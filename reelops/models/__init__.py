@@ -1,0 +1,93 @@
+"""Recommenders behind one interface, and training into a model directory.
+
+``import reelops.models`` does not import TensorFlow: the TensorFlow model is looked up
+by name and its module imported only when it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from reelops.models.base import POPULARITY, PERSONAL, SIDE_FEATURES, Recommendations, Recommender, load_model
+
+DEFAULT_ALGORITHM = "hybrid"
+
+# name -> (module, class): modules are imported on first use.
+ALGORITHMS = {
+    "baseline": ("reelops.models.classic", "BiasBaseline"),
+    "popularity": ("reelops.models.classic", "Popularity"),
+    "sklearn-mf": ("reelops.models.classic", "MatrixFactorization"),
+    "sklearn-ease": ("reelops.models.classic", "Ease"),
+    "hybrid": ("reelops.models.classic", "Hybrid"),
+    "tensorflow": ("reelops.models.tensorflow_model", "TensorFlowMF"),
+}
+
+HOLDOUTS = ("user-time-20", "none")
+
+__all__ = [
+    "ALGORITHMS", "DEFAULT_ALGORITHM", "PERSONAL", "POPULARITY", "SIDE_FEATURES", "Recommendations",
+    "Recommender", "algorithm_class", "holdout_split", "load_model", "make_model", "train",
+]
+
+
+def algorithm_class(name: str):
+    """The class of a named algorithm.
+
+    Raises:
+        ValueError: the name is not one of ``ALGORITHMS``.
+    """
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose from {', '.join(ALGORITHMS)}")
+    module, attribute = ALGORITHMS[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def make_model(name: str = DEFAULT_ALGORITHM, **parameters) -> Recommender:
+    """A new, unfitted model of the named algorithm."""
+    return algorithm_class(name)(**parameters)
+
+
+def holdout_split(ratings, holdout: str):
+    """The training split a model is fitted on: ``(train, test)``; test is empty for ``none``."""
+    from reelops.data import user_time_holdout
+
+    if holdout == "none":
+        return ratings, ratings.iloc[:0]
+    if holdout == "user-time-20":
+        return user_time_holdout(ratings, test_fraction=0.2)
+    raise ValueError(f"unknown holdout {holdout!r}; choose from {', '.join(HOLDOUTS)}")
+
+
+def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFAULT_ALGORITHM,
+          holdout: str = "user-time-20", parameters: dict | None = None, progress: bool = False) -> Recommender:
+    """Fit a model on a dataset version and write its model directory.
+
+    Args:
+        data: a dataset version id or folder.
+        out: the model directory to write.
+        algorithm: one of ``ALGORITHMS``.
+        holdout: ``user-time-20`` (each user's last 20% of ratings are held out, and
+            recorded so evaluation and the gate score exactly those rows) or ``none``.
+        parameters: algorithm parameters.
+        progress: show epochs and loss.
+    """
+    from reelops.data import load_dataset
+
+    dataset = load_dataset(data)
+    train_rows, test_rows = holdout_split(dataset["ratings"], holdout)
+    model = make_model(algorithm, **(parameters or {}))
+    model.fit(train_rows, users=dataset["users"], movies=dataset["movies"], progress=progress)
+    manifest = dataset["manifest"]
+    model.save(out, metadata={
+        "dataset_version": manifest["version"],
+        "dataset_hash": manifest["content_hash"],
+        "dataset_source": manifest["source"],
+        "holdout": {"kind": holdout, "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
+                    "max_train_timestamp": int(train_rows["timestamp"].max()) if len(train_rows) else None},
+    })
+    model.metadata_ = __import__("json").loads((Path(out) / "model.json").read_text())
+    return model

@@ -1,0 +1,373 @@
+"""The one model interface every recommender implements, with shared cold-start paths.
+
+A :class:`Recommender` is a scikit-learn estimator (``get_params``/``set_params``/``clone``
+work; ``fit(X, y)`` and ``predict(X)`` take a frame of ``user_id, movie_id``) with the
+recommender calls on top: rating prediction with the path that served it, top-K
+recommendation over the full catalogue, and save/load of a model directory that needs
+nothing else to load.
+
+Every model shares three answer paths:
+
+- ``personal``: a known user (and, for ratings, a known movie): the model itself;
+- ``side_features``: a new user described by demographics: per-demographic preferences
+  learned from training users (what makes cold start better than popularity);
+- ``popularity``: an unknown id without a description: popularity and biases.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from reelops import buildinfo
+from reelops.features import FeatureSet, build_features, demographic_keys, user_feature_rows
+
+PERSONAL, SIDE_FEATURES, POPULARITY = "personal", "side_features", "popularity"
+MODEL_FORMAT = 1
+
+
+@dataclass
+class Recommendations:
+    """Top-K answers for a batch of users."""
+
+    user_ids: np.ndarray
+    movie_ids: np.ndarray  # (users, k), -1 where fewer than k movies are left
+    scores: np.ndarray  # (users, k)
+    paths: list
+
+    def to_records(self, titles: dict | None = None) -> list:
+        records = []
+        for row, user_id in enumerate(self.user_ids):
+            valid = self.movie_ids[row] >= 0
+            movies = self.movie_ids[row][valid].tolist()
+            record = {"user_id": int(user_id), "movie_ids": movies,
+                      "scores": [round(float(s), 6) for s in self.scores[row][valid]], "path": self.paths[row]}
+            if titles is not None:
+                record["titles"] = [titles.get(m, "") for m in movies]
+            records.append(record)
+        return records
+
+
+def regularized_biases(users, movies, ratings, n_users, n_movies, user_reg=15.0, movie_reg=10.0, iterations=10):
+    """Global mean and user/movie biases by alternating least squares (Koren's baseline)."""
+    mean = float(ratings.mean()) if len(ratings) else 3.0
+    user_bias = np.zeros(n_users)
+    movie_bias = np.zeros(n_movies)
+    user_count = np.bincount(users, minlength=n_users)
+    movie_count = np.bincount(movies, minlength=n_movies)
+    for _ in range(iterations):
+        residual = ratings - mean - user_bias[users]
+        movie_bias = np.bincount(movies, residual, minlength=n_movies) / (movie_count + movie_reg)
+        residual = ratings - mean - movie_bias[movies]
+        user_bias = np.bincount(users, residual, minlength=n_users) / (user_count + user_reg)
+    return mean, user_bias, movie_bias
+
+
+class Recommender(BaseEstimator, RegressorMixin):
+    """Base class: id maps, biases, popularity, side features, save/load, the answer paths.
+
+    Subclasses implement ``_fit_core``, ``_predict_known`` and optionally ``_rank_known``,
+    ``_state`` and ``_restore``.
+    """
+
+    algorithm = "base"
+    side_shrinkage = 20.0
+
+    # ------------------------------------------------------------------ fitting
+
+    def fit(self, X: pd.DataFrame, y=None, users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None,
+            progress: bool = False):
+        """Fit on ratings.
+
+        Args:
+            X: ratings with ``user_id, movie_id`` (and ``rating`` unless ``y`` is given).
+            y: ratings, when not a column of ``X`` (the scikit-learn convention).
+            users: demographics (user_id, age, gender, occupation, zip), for the side features.
+            movies: the catalogue (movie_id, title, year, genres); every movie in it can be
+                recommended, rated or not.
+            progress: show a progress bar with epochs and loss (models that iterate).
+        """
+        ratings = X if y is None else X.assign(rating=np.asarray(y))
+        users = users if users is not None else pd.DataFrame(columns=["user_id", "age", "gender", "occupation", "zip"])
+        if movies is None:
+            movies = pd.DataFrame({"movie_id": np.unique(ratings["movie_id"]), "title": "", "year": pd.NA, "genres": ""})
+        self.features_ = build_features(ratings, users, movies)
+        self.user_ids_ = self.features_.users["user_id"].to_numpy(np.int64)
+        self.movie_ids_ = self.features_.movies["movie_id"].to_numpy(np.int64)
+        missing = np.setdiff1d(ratings["movie_id"].to_numpy(), self.movie_ids_)
+        if len(missing):
+            raise ValueError(f"{len(missing)} rated movie ids are not in the catalogue (first: {missing[0]})")
+        self.titles_ = dict(zip(movies["movie_id"].astype(int), movies["title"].astype(str)))
+        u = self.user_index(ratings["user_id"].to_numpy())
+        m = self.movie_index(ratings["movie_id"].to_numpy())
+        r = ratings["rating"].to_numpy(np.float64)
+        self.rating_range_ = (float(r.min()), float(r.max())) if len(r) else (1.0, 5.0)
+        self.mean_, self.user_bias_, self.movie_bias_ = regularized_biases(u, m, r, len(self.user_ids_), len(self.movie_ids_))
+        self.popularity_ = np.bincount(m, minlength=len(self.movie_ids_)).astype(np.float64)
+        order = np.lexsort((m, u))
+        self.seen_indptr_ = np.concatenate(([0], np.cumsum(np.bincount(u, minlength=len(self.user_ids_)))))
+        self.seen_items_ = m[order].astype(np.int32)
+        self._fit_side_features(u, m, r)
+        self._fit_core(u, m, r, progress=progress)
+        self.fitted_at_ = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        return self
+
+    def _fit_core(self, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, progress: bool = False) -> None:
+        """Fit the model itself on indexes; biases and popularity are already there."""
+
+    def _fit_side_features(self, users, movies, ratings) -> None:
+        """Per demographic value: how much more often its users rate each movie (log lift),
+        and how differently they rate it (shrunken mean residual)."""
+        keys = demographic_keys(self.features_.users)
+        vocabulary = sorted({key for row in keys for key in row if not key.endswith("=unknown")})
+        self.side_vocabulary_ = vocabulary
+        position = {key: i for i, key in enumerate(vocabulary)}
+        n_users, n_movies, n_keys = len(self.user_ids_), len(self.movie_ids_), len(vocabulary)
+        membership = np.zeros((n_users, n_keys), dtype=np.float64)
+        for row, user_keys in enumerate(keys):
+            for key in user_keys:
+                if key in position:
+                    membership[row, position[key]] = 1.0
+        rated = sparse.csr_matrix((np.ones(len(users)), (users, movies)), shape=(n_users, n_movies))
+        residual = sparse.csr_matrix((ratings - self.mean_ - self.movie_bias_[movies], (users, movies)), shape=(n_users, n_movies))
+        key_users = membership.sum(axis=0)
+        counts = np.asarray((rated.T @ membership).T)  # (keys, movies): users of each value who rated each movie
+        share_all = (self.popularity_ + 1.0) / (n_users + 2.0)
+        share_key = (counts + self.side_shrinkage * share_all) / (key_users[:, None] + self.side_shrinkage)
+        self.side_lift_ = np.log(share_key / share_all).astype(np.float32)
+        self.side_residual_ = (np.asarray((residual.T @ membership).T) / (counts + self.side_shrinkage)).astype(np.float32)
+
+    # ------------------------------------------------------------------ indexes
+
+    def user_index(self, user_ids) -> np.ndarray:
+        """Index of each user id, -1 for users the model has not seen."""
+        return _lookup(self.user_ids_, user_ids)
+
+    def movie_index(self, movie_ids) -> np.ndarray:
+        """Index of each movie id, -1 for movies not in the catalogue."""
+        return _lookup(self.movie_ids_, movie_ids)
+
+    # ------------------------------------------------------------------ ratings
+
+    def _predict_known(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        return self.mean_ + self.user_bias_[users] + self.movie_bias_[movies]
+
+    def predict_ratings(self, user_ids, movie_ids, demographics: pd.DataFrame | None = None) -> tuple:
+        """Predicted ratings of (user, movie) pairs and the path that served each.
+
+        Args:
+            user_ids, movie_ids: equal-length sequences of ids.
+            demographics: optional rows (user_id, age, gender, occupation) describing users
+                the model has not seen; they are served by the side features.
+
+        Returns:
+            ``(ratings, paths)``: clipped to the rating scale; paths per pair.
+        """
+        u = self.user_index(user_ids)
+        m = self.movie_index(movie_ids)
+        scores = np.full(len(u), self.mean_)
+        paths = np.full(len(u), POPULARITY, dtype=object)
+        known = (u >= 0) & (m >= 0)
+        if known.any():
+            scores[known] = self._predict_known(u[known], m[known])
+            paths[known] = PERSONAL
+        movie_only = (u < 0) & (m >= 0)
+        if movie_only.any():
+            scores[movie_only] = self.mean_ + self.movie_bias_[m[movie_only]]
+            side = self._side_rows(np.asarray(user_ids)[movie_only], demographics)
+            if side is not None:
+                described, membership = side
+                rows = np.flatnonzero(movie_only)[described]
+                chosen = membership[described]
+                scores[rows] += (chosen * self.side_residual_[:, m[rows]].T).sum(axis=1) / np.maximum(chosen.sum(axis=1), 1.0)
+                paths[rows] = SIDE_FEATURES
+        user_only = (u >= 0) & (m < 0)
+        scores[user_only] = self.mean_ + self.user_bias_[u[user_only]]
+        low, high = self.rating_range_
+        return np.clip(scores, low, high), paths.tolist()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """scikit-learn style: predicted ratings for the rows of a (user_id, movie_id) frame."""
+        return self.predict_ratings(X["user_id"].to_numpy(), X["movie_id"].to_numpy())[0]
+
+    # ------------------------------------------------------------------ ranking
+
+    def _rank_known(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every movie for known users (higher is better): rating models rank by rating."""
+        return self.mean_ + self.user_bias_[users][:, None] + self.movie_bias_[None, :]
+
+    def _side_rows(self, user_ids, demographics: pd.DataFrame | None):
+        """Membership rows of described users: (mask of users described, membership matrix)."""
+        if demographics is None or len(demographics) == 0:
+            return None
+        table = demographics.drop_duplicates("user_id", keep="last").set_index("user_id")
+        ids = np.asarray(user_ids)
+        present = np.isin(ids, table.index.to_numpy())
+        if not present.any():
+            return None
+        rows = table.reindex(ids)
+        features = user_feature_rows(ids, rows.get("age"), rows.get("gender"), rows.get("occupation"))
+        position = {key: i for i, key in enumerate(self.side_vocabulary_)}
+        membership = np.zeros((len(ids), len(self.side_vocabulary_)), dtype=np.float32)
+        for row, keys in enumerate(demographic_keys(features)):
+            for key in keys:
+                if key in position:
+                    membership[row, position[key]] = 1.0
+        described = present & (membership.sum(axis=1) > 0)
+        return described, membership
+
+    def recommend(self, user_ids, k: int = 10, exclude_rated: bool = True,
+                  demographics: pd.DataFrame | None = None) -> Recommendations:
+        """Top-K movies for each user over the full catalogue.
+
+        Args:
+            user_ids: the users.
+            k: how many movies each.
+            exclude_rated: leave out movies the user rated in training.
+            demographics: rows describing users the model has not seen (side-feature path).
+        """
+        ids = np.asarray(user_ids, dtype=np.int64)
+        u = self.user_index(ids)
+        n_movies = len(self.movie_ids_)
+        k = int(min(k, n_movies))
+        scores = np.empty((len(ids), n_movies), dtype=np.float64)
+        paths = np.full(len(ids), POPULARITY, dtype=object)
+        known = u >= 0
+        if known.any():
+            scores[known] = self._rank_known(u[known])
+            paths[known] = PERSONAL
+        unknown = ~known
+        if unknown.any():
+            base = np.log(self.popularity_ + 1.0)
+            scores[unknown] = base[None, :]
+            side = self._side_rows(ids[unknown], demographics)
+            if side is not None:
+                described, membership = side
+                rows = np.flatnonzero(unknown)[described]
+                scores[rows] = base[None, :] + membership[described] @ self.side_lift_
+                paths[rows] = SIDE_FEATURES
+        if exclude_rated and known.any():
+            for row in np.flatnonzero(known):
+                user = u[row]
+                scores[row, self.seen_items_[self.seen_indptr_[user]: self.seen_indptr_[user + 1]]] = -np.inf
+        top = top_k_indexes(scores, k)
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        movie_ids = np.where(np.isfinite(top_scores), self.movie_ids_[top], -1)
+        return Recommendations(ids, movie_ids, np.where(np.isfinite(top_scores), top_scores, np.nan), paths.tolist())
+
+    def seen_movies(self, user_id) -> np.ndarray:
+        """Movie ids the user rated in training (empty for unknown users)."""
+        user = self.user_index([user_id])[0]
+        if user < 0:
+            return np.array([], dtype=np.int64)
+        return self.movie_ids_[self.seen_items_[self.seen_indptr_[user]: self.seen_indptr_[user + 1]]]
+
+    # ------------------------------------------------------------------ persistence
+
+    def _state(self) -> dict:
+        """Model-specific arrays to save (besides the shared ones)."""
+        return {}
+
+    def _restore(self, arrays: dict) -> None:
+        """Set model-specific attributes from saved arrays."""
+
+    def save(self, folder: str | os.PathLike, metadata: dict | None = None) -> Path:
+        """Write the model directory: model.json, arrays.npz, feature tables, titles."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        shared = {
+            "user_ids": self.user_ids_, "movie_ids": self.movie_ids_, "user_bias": self.user_bias_,
+            "movie_bias": self.movie_bias_, "popularity": self.popularity_, "seen_indptr": self.seen_indptr_,
+            "seen_items": self.seen_items_, "side_lift": self.side_lift_, "side_residual": self.side_residual_,
+        }
+        arrays = {**shared, **{f"model__{k}": v for k, v in self._state().items()}}
+        np.savez(folder / "arrays.npz", **arrays)
+        self.features_.save(folder)
+        pd.DataFrame({"movie_id": list(self.titles_), "title": list(self.titles_.values())}).to_parquet(
+            folder / "titles.parquet", index=False)
+        description = {
+            "format": MODEL_FORMAT,
+            "algorithm": self.algorithm,
+            "parameters": {k: _plain(v) for k, v in self.get_params().items()},
+            "global_mean": self.mean_,
+            "rating_range": list(self.rating_range_),
+            "side_vocabulary": self.side_vocabulary_,
+            "feature_schema": self.features_.schema(),
+            "n_users": int(len(self.user_ids_)),
+            "n_movies": int(len(self.movie_ids_)),
+            "fitted_at": self.fitted_at_,
+            **buildinfo.describe(),
+            **(metadata or {}),
+        }
+        (folder / "model.json").write_text(json.dumps(description, indent=2, sort_keys=True, default=_plain))
+        return folder
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (np.ndarray, tuple)):
+        return list(value)
+    return value
+
+
+def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    position = np.searchsorted(sorted_ids, ids)
+    position = np.minimum(position, len(sorted_ids) - 1)
+    return np.where(sorted_ids[position] == ids, position, -1)
+
+
+def top_k_indexes(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indexes of each row's k best scores, best first (ties by lower index)."""
+    if k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)  # ties resolve by index, whatever argpartition returned
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def load_model(folder: str | os.PathLike) -> Recommender:
+    """Load a model directory written by :meth:`Recommender.save`.
+
+    Raises:
+        FileNotFoundError: the folder holds no model.json.
+        ValueError: the algorithm or format is unknown.
+    """
+    from reelops.models import algorithm_class
+
+    folder = Path(folder)
+    if not (folder / "model.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model directory (no model.json)")
+    description = json.loads((folder / "model.json").read_text())
+    if description.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{folder}: model format {description.get('format')} is not supported (expected {MODEL_FORMAT})")
+    cls = algorithm_class(description["algorithm"])
+    model = cls(**{k: v for k, v in description["parameters"].items() if k in cls._get_param_names()})
+    with np.load(folder / "arrays.npz") as arrays:
+        data = {name: arrays[name] for name in arrays.files}
+    model.user_ids_, model.movie_ids_ = data["user_ids"], data["movie_ids"]
+    model.user_bias_, model.movie_bias_ = data["user_bias"], data["movie_bias"]
+    model.popularity_, model.seen_indptr_, model.seen_items_ = data["popularity"], data["seen_indptr"], data["seen_items"]
+    model.side_lift_, model.side_residual_ = data["side_lift"], data["side_residual"]
+    model.mean_ = description["global_mean"]
+    model.rating_range_ = tuple(description["rating_range"])
+    model.side_vocabulary_ = description["side_vocabulary"]
+    model.fitted_at_ = description["fitted_at"]
+    model.features_ = FeatureSet.load(folder)
+    titles = pd.read_parquet(folder / "titles.parquet")
+    model.titles_ = dict(zip(titles["movie_id"].astype(int), titles["title"].astype(str)))
+    model._restore({name[len("model__"):]: value for name, value in data.items() if name.startswith("model__")})
+    model.metadata_ = description
+    return model
