@@ -273,6 +273,96 @@ def cmd_evaluate(args) -> None:
     _emit(args, {k: v for k, v in report.items() if k != "error_histogram"}, render)
 
 
+# ---------------------------------------------------------------------------- gate and registry
+
+
+def cmd_gate(args) -> None:
+    from reelops.gate import Thresholds, run_gate
+
+    thresholds = Thresholds(rmse_tolerance=args.rmse_tolerance, ndcg_relative_drop=args.ndcg_relative_drop,
+                            cold_rmse_tolerance=args.cold_rmse_tolerance)
+    blessing = run_gate(args.model_dir, args.data, thresholds, production_dir=args.production_dir)
+
+    def render(blessing):
+        from reelops.console import print_table
+
+        metrics = blessing["metrics"]
+        sides = list(metrics)
+        rows = [[name] + [metrics[side][name] for side in sides] for name in ("rmse", "ndcg@10", "cold_rmse", "mae")]
+        against = blessing["compared_with"]
+        print_table(rows, ["metric"] + sides,
+                    title=f"gate: {blessing['decision'].upper()} (compared with {against['kind']}"
+                          f"{' version ' + str(against['version']) if against['version'] else ''}, "
+                          f"{blessing['evaluated_rows']:,} held-out ratings)")
+        for reason in blessing["reasons"]:
+            print(f"  - {reason}")
+        print(f"written: {args.model_dir}/blessing.json")
+
+    _emit(args, blessing, render)
+
+
+def _render_versions(rows: list) -> None:
+    from reelops.console import print_table
+
+    if not rows:
+        print("no versions registered")
+        return
+    print_table([[r["version"], ", ".join(r["aliases"]) or "-", r["algorithm"], r["dataset_version"],
+                  r["git_commit"][:10], r["gate_decision"], r["created"]] for r in rows],
+                ["version", "aliases", "algorithm", "dataset", "commit", "gate", "created"],
+                title="registered model movie-recommender")
+
+
+def cmd_registry(args) -> None:
+    from reelops import registry
+
+    action = args.registry_command
+    if action == "register":
+        result = registry.register(args.model_dir, reason=args.reason)
+        _emit(args, result, lambda r: print(
+            f"registered version {r['version']} ({'alias ' + r['alias'] if r['alias'] else 'no alias: not blessed'})"))
+    elif action == "list":
+        rows = registry.list_versions()
+        _emit(args, {"versions": rows, "history": registry.history()}, lambda r: (
+            _render_versions(r["versions"]), _render_history(r["history"][-10:])))
+    elif action == "show":
+        row = registry.show(args.version)
+
+        def render(row):
+            from reelops.console import print_table
+
+            fields = ["version", "aliases", "algorithm", "dataset_version", "dataset_source", "git_commit",
+                      "package_version", "image", "gate_decision", "run_id", "kfp_run_id", "created"]
+            print_table([[f, ", ".join(row[f]) if isinstance(row[f], list) else row[f]] for f in fields], ["field", "value"],
+                        title=f"movie-recommender version {row['version']}")
+            metrics = {k: v for k, v in row["metrics"].items() if not k.startswith("slice_")}
+            if metrics:
+                print()
+                print_table([[k, v] for k, v in sorted(metrics.items())], ["metric", "value"])
+
+        _emit(args, row, render)
+    elif action == "lineage":
+        rows = registry.lineage(args.dataset)
+        _emit(args, {"dataset_version": args.dataset, "versions": rows}, lambda r: _render_versions(r["versions"]))
+    elif action == "promote":
+        aliases = registry.promote(args.version, reason=args.reason or "promoted by hand")
+        _emit(args, {"aliases": aliases}, lambda r: print("aliases: " + ", ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items()))))
+    elif action == "rollback":
+        aliases = registry.rollback(reason=args.reason or "rolled back by hand")
+        _emit(args, {"aliases": aliases}, lambda r: print("aliases: " + ", ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items()))))
+    elif action == "history":
+        _emit(args, {"history": registry.history()}, lambda r: _render_history(r["history"]))
+
+
+def _render_history(entries: list) -> None:
+    from reelops.console import print_table
+
+    if entries:
+        print()
+        print_table([[e["time"], e["alias"], e["from"] or "-", e["to"] or "-", e["reason"]] for e in entries],
+                    ["time", "alias", "from", "to", "reason"], title="alias history")
+
+
 # ---------------------------------------------------------------------------- run
 
 
@@ -347,6 +437,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--report-dir", help="where evaluation.json/.html go (default: the model directory)")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    gate = with_json(commands.add_parser("gate", help="bless or reject a candidate against production"))
+    gate.add_argument("--model-dir", required=True)
+    gate.add_argument("--data", required=True, help="dataset version id or folder")
+    gate.add_argument("--rmse-tolerance", type=float, default=0.005)
+    gate.add_argument("--ndcg-relative-drop", type=float, default=0.02)
+    gate.add_argument("--cold-rmse-tolerance", type=float, default=0.01)
+    gate.add_argument("--production-dir", help="compare with this model directory instead of the registry's production")
+    gate.set_defaults(handler=cmd_gate)
+
+    registry = commands.add_parser("registry", help="model versions, aliases, lineage, rollback (MLflow)")
+    registry_commands = registry.add_subparsers(dest="registry_command", metavar="ACTION")
+    registry_commands.required = True
+    register = with_json(registry_commands.add_parser("register", help="log and register a model directory"))
+    register.add_argument("model_dir")
+    register.add_argument("--reason")
+    with_json(registry_commands.add_parser("list", help="versions, aliases and lineage"))
+    show = with_json(registry_commands.add_parser("show", help="one version: lineage, metrics, gate decision"))
+    show.add_argument("version")
+    lineage = with_json(registry_commands.add_parser("lineage", help="versions trained on a dataset version"))
+    lineage.add_argument("--dataset", required=True)
+    promote = with_json(registry_commands.add_parser("promote", help="make a version production"))
+    promote.add_argument("version")
+    promote.add_argument("--reason")
+    rollback = with_json(registry_commands.add_parser("rollback", help="swap production and previous back"))
+    rollback.add_argument("--reason")
+    with_json(registry_commands.add_parser("history", help="every alias move"))
+    registry.set_defaults(handler=cmd_registry)
+
     run = with_json(commands.add_parser("run", help="the main job (make run)"))
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--scenario", default="none")
@@ -357,12 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``reelops`` console script."""
     from reelops.data import DataValidationError, SourceError
+    from reelops.registry import RegistryError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # usage errors: argparse has printed the one-line reason
+        return int(exit_.code or 0)
     try:
         args.handler(args)
-    except (CommandError, DataValidationError, SourceError, FileNotFoundError, ValueError, KeyError) as error:
+    except (CommandError, DataValidationError, SourceError, RegistryError, FileNotFoundError, ValueError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"reelops: error: {message}", file=sys.stderr)
         return 1

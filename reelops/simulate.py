@@ -73,8 +73,9 @@ class WorldConfig:
     min_ratings_per_user: int = 20
     activity_median_extra: float = 40.0
     activity_sigma: float = 1.2
-    popularity_sigma: float = 1.65
-    affinity_choice_weight: float = 1.0
+    popularity_sigma: float = 1.8
+    affinity_choice_weight: float = 2.0
+    factor_choice_weight: float = 2.0
     n_factors: int = 8
     noise_sd: float = 0.75
     session_mean_size: float = 68.0
@@ -451,6 +452,8 @@ class World:
         genres = self.movie_genres[movie_index]
         genre_count = np.maximum(genres.sum(axis=1), 1.0)
         affinity = self.users["affinity"][user_index] @ (genres / genre_count[:, None]).T
+        # People also seek out what matches their latent taste (what makes ranking learnable).
+        affinity += self.users["factors"][user_index] @ self.movie_factors[movie_index].T * self.config.factor_choice_weight
         keys = self.movie_log_popularity[movie_index][None, :] + self.config.affinity_choice_weight * affinity
         uniform = rng.random(keys.shape, dtype=np.float32)
         np.maximum(uniform, np.float32(1e-30), out=uniform)

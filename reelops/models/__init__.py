@@ -7,6 +7,7 @@ by name and its module imported only when it is used.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,7 @@ ALGORITHMS = {
     "baseline": ("reelops.models.classic", "BiasBaseline"),
     "popularity": ("reelops.models.classic", "Popularity"),
     "sklearn-mf": ("reelops.models.classic", "MatrixFactorization"),
+    "sklearn-svdpp": ("reelops.models.classic", "SVDPlusPlus"),
     "sklearn-ease": ("reelops.models.classic", "Ease"),
     "hybrid": ("reelops.models.classic", "Hybrid"),
     "tensorflow": ("reelops.models.tensorflow_model", "TensorFlowMF"),
@@ -89,5 +91,13 @@ def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFA
         "holdout": {"kind": holdout, "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
                     "max_train_timestamp": int(train_rows["timestamp"].max()) if len(train_rows) else None},
     })
-    model.metadata_ = __import__("json").loads((Path(out) / "model.json").read_text())
+    model.metadata_ = json.loads((Path(out) / "model.json").read_text())
+    if len(test_rows):
+        # Every trained model carries its held-out evaluation (logged with it at registration).
+        from reelops.evaluation import evaluate, write_reports
+
+        report = evaluate(model, test_rows, users=dataset["users"])
+        report.update({"scored": f"held-out rows of the training split ({holdout})", "algorithm": algorithm,
+                       "dataset_version": manifest["version"]})
+        write_reports(report, out, title=f"{algorithm} on {manifest['version']}")
     return model

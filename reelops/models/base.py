@@ -151,6 +151,16 @@ class Recommender(BaseEstimator, RegressorMixin):
         """Index of each user id, -1 for users the model has not seen."""
         return _lookup(self.user_ids_, user_ids)
 
+    def personal_index(self, user_ids) -> np.ndarray:
+        """Index of each user with training ratings, -1 otherwise.
+
+        A user the model knows only by demographics (in the users table, no ratings) is
+        a new user: it is served by the side features, not by an empty history.
+        """
+        index = self.user_index(user_ids)
+        history = np.diff(self.seen_indptr_) > 0
+        return np.where((index >= 0) & history[np.maximum(index, 0)], index, -1)
+
     def movie_index(self, movie_ids) -> np.ndarray:
         """Index of each movie id, -1 for movies not in the catalogue."""
         return _lookup(self.movie_ids_, movie_ids)
@@ -171,7 +181,7 @@ class Recommender(BaseEstimator, RegressorMixin):
         Returns:
             ``(ratings, paths)``: clipped to the rating scale; paths per pair.
         """
-        u = self.user_index(user_ids)
+        u = self.personal_index(user_ids)
         m = self.movie_index(movie_ids)
         scores = np.full(len(u), self.mean_)
         paths = np.full(len(u), POPULARITY, dtype=object)
@@ -205,10 +215,16 @@ class Recommender(BaseEstimator, RegressorMixin):
         return self.mean_ + self.user_bias_[users][:, None] + self.movie_bias_[None, :]
 
     def _side_rows(self, user_ids, demographics: pd.DataFrame | None):
-        """Membership rows of described users: (mask of users described, membership matrix)."""
-        if demographics is None or len(demographics) == 0:
-            return None
-        table = demographics.drop_duplicates("user_id", keep="last").set_index("user_id")
+        """Membership rows of described users: (mask of users described, membership matrix).
+
+        A description comes from ``demographics`` when given for the user, else from the
+        demographics the model was trained with (users who registered but never rated).
+        """
+        stored = self.features_.users[["user_id", "age", "gender", "occupation"]]
+        stored = stored[(stored["gender"] != "unknown") | (stored["occupation"] != "unknown") | stored["age"].notna()]
+        tables = [stored] if demographics is None or len(demographics) == 0 else [
+            stored, demographics[[c for c in ("user_id", "age", "gender", "occupation") if c in demographics]]]
+        table = pd.concat(tables, ignore_index=True).drop_duplicates("user_id", keep="last").set_index("user_id")
         ids = np.asarray(user_ids)
         present = np.isin(ids, table.index.to_numpy())
         if not present.any():
@@ -235,7 +251,7 @@ class Recommender(BaseEstimator, RegressorMixin):
             demographics: rows describing users the model has not seen (side-feature path).
         """
         ids = np.asarray(user_ids, dtype=np.int64)
-        u = self.user_index(ids)
+        u = self.personal_index(ids)
         n_movies = len(self.movie_ids_)
         k = int(min(k, n_movies))
         scores = np.empty((len(ids), n_movies), dtype=np.float64)

@@ -1,0 +1,24 @@
+"""The MLflow pyfunc face of a reelops model (logged as code, "models from code").
+
+``mlflow.pyfunc.load_model("models:/movie-recommender@production")`` runs this file and
+gets predicted ratings for a frame of ``user_id, movie_id``.
+"""
+
+import mlflow
+import numpy as np
+from mlflow.pyfunc import PythonModel
+
+
+class RecommenderPyfunc(PythonModel):
+    """Predicted ratings for (user_id, movie_id) rows; loads the reelops model directory."""
+
+    def load_context(self, context):
+        from reelops.models import load_model
+
+        self.model = load_model(context.artifacts["model_dir"])
+
+    def predict(self, context, model_input, params=None):
+        return np.asarray(self.model.predict(model_input[["user_id", "movie_id"]]), dtype=np.float64)
+
+
+mlflow.models.set_model(RecommenderPyfunc())

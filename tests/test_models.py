@@ -1,0 +1,171 @@
+"""Features, recommenders and evaluation on small simulated worlds (and ml-100k when present)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelops.cli import main
+from reelops.data import ingest, user_time_holdout, validate_source
+from reelops.evaluation import (
+    average_precision_at_k, evaluate, mae, ndcg_at_k, precision_at_k, ranking_metrics, recall_at_k, rmse,
+)
+from reelops.features import build_features
+from reelops.models import ALGORITHMS, DEFAULT_ALGORITHM, POPULARITY, SIDE_FEATURES, load_model, make_model
+from reelops.simulate import simulate
+
+FAST = {"sklearn-mf": {"epochs": 30}, "hybrid": {"epochs": 30}, "tensorflow": {"epochs": 25}}
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("small")
+    simulate("none", seed=3, out=folder / "world", n_users=300, n_movies=400)
+    return validate_source(folder / "world")
+
+
+@pytest.fixture(scope="module")
+def default_world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("default")
+    simulate("none", seed=21, out=folder / "world")
+    return validate_source(folder / "world")
+
+
+def _split(data):
+    train, test = user_time_holdout(data.ratings, 0.2)
+    return train, test
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_every_model_beats_the_global_mean(small_world, algorithm):
+    train, test = _split(small_world)
+    model = make_model(algorithm, **FAST.get(algorithm, {})).fit(train, users=small_world.users, movies=small_world.movies)
+    global_mean = rmse(np.full(len(test), train["rating"].mean()), test["rating"])
+    assert rmse(model.predict(test), test["rating"]) < global_mean
+
+
+def test_factor_model_beats_bias_baseline_on_default_world(default_world):
+    train, test = _split(default_world)
+    baseline = make_model("baseline").fit(train, users=default_world.users, movies=default_world.movies)
+    factors = make_model("sklearn-mf").fit(train, users=default_world.users, movies=default_world.movies)
+    assert rmse(baseline.predict(test), test["rating"]) - rmse(factors.predict(test), test["rating"]) >= 0.03
+
+
+def test_default_algorithm_passes_the_first_model_rule_on_default_world(default_world):
+    train, test = _split(default_world)
+    args = dict(users=default_world.users, movies=default_world.movies)
+    default = make_model(DEFAULT_ALGORITHM).fit(train, **args)
+    baseline = make_model("baseline").fit(train, **args)
+    popularity = make_model("popularity").fit(train, **args)
+    assert rmse(default.predict(test), test["rating"]) < rmse(baseline.predict(test), test["rating"])
+    assert ranking_metrics(default, test)["ndcg@10"] > ranking_metrics(popularity, test)["ndcg@10"]
+
+
+def test_default_algorithm_passes_the_first_model_rule_on_ml100k(ml100k):
+    data = validate_source(ml100k)
+    train, test = _split(data)
+    args = dict(users=data.users, movies=data.movies)
+    default = make_model(DEFAULT_ALGORITHM).fit(train, **args)
+    assert rmse(default.predict(test), test["rating"]) < rmse(make_model("baseline").fit(train, **args).predict(test), test["rating"])
+    assert ranking_metrics(default, test)["ndcg@10"] > ranking_metrics(make_model("popularity").fit(train, **args), test)["ndcg@10"]
+
+
+def test_new_users_by_demographics_beat_popularity(default_world):
+    ratings = default_world.ratings
+    rng = np.random.default_rng(0)
+    new_users = rng.choice(ratings["user_id"].unique(), size=150, replace=False)
+    known = ratings[~ratings["user_id"].isin(new_users)]
+    held = ratings[ratings["user_id"].isin(new_users)]
+    described = default_world.users["user_id"].isin(new_users)
+    # The model never sees the new users, not even their demographics: they arrive with the request.
+    model = make_model(DEFAULT_ALGORITHM, epochs=10).fit(known, users=default_world.users[~described],
+                                                          movies=default_world.movies)
+    demographics = default_world.users[described]
+    with_side = ranking_metrics(model, held, users=demographics)
+    without = ranking_metrics(model, held)  # unknown ids: the popularity path
+    assert with_side["ndcg@10"] > without["ndcg@10"]
+    answer = model.recommend(new_users[:3], k=5, demographics=demographics)
+    assert answer.paths == [SIDE_FEATURES] * 3
+    assert model.recommend(new_users[:3], k=5).paths == [POPULARITY] * 3
+
+
+def test_registered_user_without_ratings_is_served_by_side_features(default_world):
+    ratings = default_world.ratings
+    quiet = ratings["user_id"].unique()[:5]
+    model = make_model("baseline").fit(ratings[~ratings["user_id"].isin(quiet)], users=default_world.users,
+                                       movies=default_world.movies)
+    assert model.recommend(quiet, k=5).paths == [SIDE_FEATURES] * 5
+
+
+@pytest.mark.parametrize("algorithm", ["hybrid", "tensorflow"])
+def test_save_load_gives_identical_answers(small_world, tmp_path, algorithm):
+    train, test = _split(small_world)
+    model = make_model(algorithm, **FAST.get(algorithm, {})).fit(train, users=small_world.users, movies=small_world.movies)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    assert np.array_equal(model.predict(test), loaded.predict(test))
+    users = test["user_id"].unique()[:20]
+    assert np.array_equal(model.recommend(users, k=10).movie_ids, loaded.recommend(users, k=10).movie_ids)
+    description = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert description["algorithm"] == algorithm and len(description["git_commit"]) == 40
+    assert "users" in description["feature_schema"]
+
+
+def test_unknown_ids_get_answers_with_their_path(small_world):
+    model = make_model("baseline").fit(small_world.ratings, users=small_world.users, movies=small_world.movies)
+    ratings, paths = model.predict_ratings([1, 99999, 1], [1, 1, 99999])
+    assert np.isfinite(ratings).all() and paths == ["personal", "popularity", "popularity"]
+    described = pd.DataFrame({"user_id": [99999], "age": [22], "gender": ["F"], "occupation": ["student"]})
+    _, paths = model.predict_ratings([99999], [1], demographics=described)
+    assert paths == [SIDE_FEATURES]
+    answer = model.recommend([1], k=5, exclude_rated=True)
+    assert not set(answer.movie_ids[0]) & set(model.seen_movies(1))
+
+
+def test_features_come_from_training_rows_only(small_world):
+    train, test = _split(small_world)
+    features = build_features(train, small_world.users, small_world.movies)
+    activity = features.users.set_index("user_id")["activity"]
+    assert activity.sum() == len(train)
+    popularity = features.movies.set_index("movie_id")["popularity"]
+    assert popularity.sum() == len(train)
+    assert set(features.users["age_band"]) <= {"<18", "18-24", "25-34", "35-44", "45-55", "56+"}
+
+
+def test_metrics_match_hand_computed_examples():
+    assert rmse([3, 4], [1, 4]) == pytest.approx(np.sqrt(2))
+    assert mae([3, 4, 5], [1, 4, 4]) == pytest.approx(1.0)
+    recommended, relevant = [5, 1, 7, 3], {1, 3, 9}
+    assert precision_at_k(recommended, relevant, 4) == pytest.approx(0.5)
+    assert recall_at_k(recommended, relevant, 4) == pytest.approx(2 / 3)
+    # hits at ranks 2 and 4: DCG = 1/log2(3) + 1/log2(5); ideal = 1 + 1/log2(3) + 1/log2(4)
+    assert ndcg_at_k(recommended, relevant, 4) == pytest.approx((1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3) + 0.5))
+    # precision at the hits: 1/2 and 2/4, over min(3, 4) relevant
+    assert average_precision_at_k(recommended, relevant, 4) == pytest.approx((0.5 + 0.5) / 3)
+
+
+def test_importing_models_does_not_import_tensorflow():
+    code = "import sys, reelops.models, reelops.evaluation; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_train_and_evaluate_commands(tmp_path, capsys):
+    simulate("none", seed=4, out=tmp_path / "world", n_users=200, n_movies=300)
+    version = ingest(tmp_path / "world").version
+    assert main(["train", "--data", version, "--algorithm", "sklearn-mf", "--param", "epochs=10",
+                 "--out", str(tmp_path / "model"), "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["holdout"]["kind"] == "user-time-20" and trained["parameters"]["epochs"] == 10
+    assert main(["evaluate", "--model-dir", str(tmp_path / "model"), "--data", version, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10"):
+        assert isinstance(report[key], float)
+    assert report["rows"] == trained["holdout"]["test_rows"]
+    html = (tmp_path / "model" / "evaluation.html").read_text()
+    assert "data:image/png;base64," in html and "RMSE by genre" in html
+    assert main(["train", "--data", version, "--algorithm", "bogus", "--out", str(tmp_path / "x")]) != 0
