@@ -301,7 +301,8 @@ class World:
                        "user_id": np.arange(len(self.users["age"]) + 1, len(self.users["age"]) + n_new + 1),
                        "cohort": np.ones(n_new, int),
                        "n_ratings": np.minimum(cfg.min_ratings_per_user + extra, int(0.7 * cfg.n_movies)).astype(np.int64),
-                       "joined": self.onset + np.floor(arng.random(n_new) * (self.end - self.onset) * 0.6).astype(np.int64)}
+                       # The cohort arrives as a burst (a campaign, a new campus): most join within days.
+                       "joined": self.onset + np.floor(arng.exponential(2 * _DAY, n_new)).astype(np.int64)}
                 self.users = {key: np.concatenate([self.users[key], new[key]]) for key in self.users}
         if "taste_shift" in params:
             p = params["taste_shift"]
@@ -467,24 +468,29 @@ class World:
         n_users = len(self.users["age"])
         counts = np.bincount(owner, minlength=n_users)
         offsets = np.concatenate(([0], np.cumsum(counts)))
-        rng = self._rng(9)
+        # Separate streams for base movies, new releases and post-onset choices: the world
+        # before onset is the same whatever events follow.
+        base_rng, new_rng, post_rng, order_rng = self._rng(9), self._rng(19), self._rng(11), self._rng(12)
         all_movies = np.arange(len(self.movie_year))
         base_movies = all_movies[: self.n_base_movies]
         new_movies = all_movies[self.n_base_movies:]
         movie_col = np.empty(len(owner), dtype=np.int64)
         chunk = 256
-        for first in range(0, n_users, chunk):
-            block = np.arange(first, min(first + chunk, n_users))
-            keys = self._choice_keys(block, all_movies, rng)
-            # Enough of each user's best-ranked movies for all its ratings (plus the shock title).
-            depth = int(counts[block].max()) + 2 if len(block) else 0
-            ranked_base = _top_k(keys[:, base_movies], depth)
-            ranked_new = _top_k(keys[:, new_movies], depth) + self.n_base_movies if len(new_movies) else None
-            for row, index in enumerate(block):
-                span = slice(offsets[index], offsets[index + 1])
-                after = stamps[span] >= self.onset
-                movie_col[span] = self._pick_movies(
-                    ranked_base[row], None if ranked_new is None else ranked_new[row], len(after), int(after.sum()), rng)
+        for cohort in np.unique(self.users["cohort"]):
+            members = np.flatnonzero(self.users["cohort"] == cohort)
+            for first in range(0, len(members), chunk):
+                block = members[first: first + chunk]
+                # Enough of each user's best-ranked movies for all its ratings (plus the shock title).
+                depth = int(counts[block].max()) + 2
+                ranked_base = _top_k(self._choice_keys(block, base_movies, base_rng), depth)
+                ranked_new = (_top_k(self._choice_keys(block, new_movies, new_rng), depth) + self.n_base_movies
+                              if len(new_movies) else None)
+                for row, index in enumerate(block):
+                    span = slice(offsets[index], offsets[index + 1])
+                    after = stamps[span] >= self.onset
+                    movie_col[span] = self._pick_movies(
+                        ranked_base[row], None if ranked_new is None else ranked_new[row], len(after), int(after.sum()),
+                        order_rng, post_rng)
         user_ids = owner + 1
         movie_ids = movie_col + 1
         ratings = self.rating(user_ids, movie_ids, stamps)
@@ -492,32 +498,32 @@ class World:
         frame = frame.sort_values(["timestamp", "user_id", "movie_id"], kind="stable").reset_index(drop=True)
         return {"ratings": frame, "users": self.users_frame(), "movies": self.movies_frame()}
 
-    def _pick_movies(self, ranked_base, ranked_new, n_total: int, n_after: int, rng) -> np.ndarray:
+    def _pick_movies(self, ranked_base, ranked_new, n_total: int, n_after: int, order_rng, post_rng) -> np.ndarray:
         """Movies for one user's ratings, in the order of its rating times.
 
-        Before onset the user rates its best-ranked base movies; after onset the shock title
-        (if any) comes first, then new releases with the scenario's share, then the next
-        base movies in rank order.
+        The user rates its ``n_total`` best-ranked base movies in a random order over its
+        timeline, so nothing drifts at onset unless an event says so. After onset the
+        shock title (if any) takes the first post-onset slot and new releases take a
+        share of the other post-onset slots, replacing base movies the user then never gets to.
         """
+        sequence = ranked_base[:n_total][order_rng.permutation(n_total)].tolist()
         n_before = n_total - n_after
-        chosen = ranked_base[:n_before].tolist()
         if not n_after:
-            return np.asarray(chosen, dtype=np.int64)
-        taken = set(chosen)
-        picks = []
-        if self.shock_movie is not None and self.shock_movie not in taken:
-            # The shock title is the first thing a returning user rates.
-            if rng.random() < min(1.0, self.scenario.parameters["popularity_shock"]["rating_share"] * 10):
-                picks.append(self.shock_movie)
-        n_new = rng.binomial(n_after - len(picks), self.new_release_share) if ranked_new is not None else 0
+            return np.asarray(sequence, dtype=np.int64)
+        slots = list(range(n_before, n_total))
+        if self.shock_movie is not None and self.shock_movie not in sequence[:n_before]:
+            if post_rng.random() < min(1.0, self.scenario.parameters["popularity_shock"]["rating_share"] * 10):
+                if self.shock_movie in sequence:  # already due later: it comes first instead
+                    later = sequence.index(self.shock_movie)
+                    sequence[later], sequence[n_before] = sequence[n_before], sequence[later]
+                else:
+                    sequence[n_before] = self.shock_movie
+                slots = slots[1:]
+        n_new = post_rng.binomial(len(slots), self.new_release_share) if ranked_new is not None and slots else 0
         if n_new:
-            picks.extend(ranked_new[:n_new].tolist())
-        remaining = n_after - len(picks)
-        if remaining > 0:
-            taken.update(picks)
-            picks.extend([m for m in ranked_base[n_before:].tolist() if m not in taken][:remaining])
-        chosen.extend(picks)
-        return np.asarray(chosen[:n_total], dtype=np.int64)
+            for slot, movie in zip(post_rng.choice(slots, size=n_new, replace=False), ranked_new[:n_new]):
+                sequence[slot] = int(movie)
+        return np.asarray(sequence, dtype=np.int64)
 
     def users_frame(self) -> pd.DataFrame:
         names = np.array(list(OCCUPATION_WEIGHTS), dtype=object)

@@ -220,12 +220,14 @@ class Recommender(BaseEstimator, RegressorMixin):
         A description comes from ``demographics`` when given for the user, else from the
         demographics the model was trained with (users who registered but never rated).
         """
-        stored = self.features_.users[["user_id", "age", "gender", "occupation"]]
-        stored = stored[(stored["gender"] != "unknown") | (stored["occupation"] != "unknown") | stored["age"].notna()]
-        tables = [stored] if demographics is None or len(demographics) == 0 else [
-            stored, demographics[[c for c in ("user_id", "age", "gender", "occupation") if c in demographics]]]
-        table = pd.concat(tables, ignore_index=True).drop_duplicates("user_id", keep="last").set_index("user_id")
         ids = np.asarray(user_ids)
+        stored = self._stored_demographics()
+        if demographics is not None and len(demographics):
+            given = demographics[[c for c in ("user_id", "age", "gender", "occupation") if c in demographics]]
+            given = given[given["user_id"].isin(ids)].drop_duplicates("user_id", keep="last").set_index("user_id")
+            table = pd.concat([stored[~stored.index.isin(given.index)], given])
+        else:
+            table = stored
         present = np.isin(ids, table.index.to_numpy())
         if not present.any():
             return None
@@ -239,6 +241,16 @@ class Recommender(BaseEstimator, RegressorMixin):
                     membership[row, position[key]] = 1.0
         described = present & (membership.sum(axis=1) > 0)
         return described, membership
+
+    def _stored_demographics(self) -> pd.DataFrame:
+        """Demographics the model was trained with, indexed by user (built once per model)."""
+        cached = self.__dict__.get("_stored_demographics_cache")
+        if cached is None:
+            stored = self.features_.users[["user_id", "age", "gender", "occupation"]]
+            stored = stored[(stored["gender"] != "unknown") | (stored["occupation"] != "unknown") | stored["age"].notna()]
+            cached = stored.drop_duplicates("user_id", keep="last").set_index("user_id")
+            self.__dict__["_stored_demographics_cache"] = cached
+        return cached
 
     def recommend(self, user_ids, k: int = 10, exclude_rated: bool = True,
                   demographics: pd.DataFrame | None = None) -> Recommendations:

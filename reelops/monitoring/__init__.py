@@ -1,0 +1,528 @@
+"""Monitoring: data drift, prediction drift, model drift and concept drift, and retraining.
+
+A :class:`Monitor` is built at training time from the model's training rows (inputs) and
+held-out rows (errors), saved with the model version (``MODEL_DIR/monitoring/``, Alibi
+Detect detectors through ``save_detector``), and fed windows of production data:
+
+- **user data drift**: age, activity, gender and occupation of the users who show up,
+  each user counted once per window (people rate in sessions: counted per rating, every
+  window of real data looks drifted); KS for numeric and chi-square for categorical
+  features (Alibi Detect ``TabularDrift``), Bonferroni over features;
+- **movie data drift**: release year, primary genre and training-popularity band of the
+  movies rated, at most ``pairs_per_user`` ratings per user;
+- **prediction drift**: the model's predicted ratings and the training popularity of the
+  movies it is asked about (``TabularDrift``), and how concentrated the window's activity
+  is on one title (a z-test against the training windows);
+- **model drift**: once ratings (labels) arrive, the absolute error of the personal path
+  against the error on held-out rows at training time, and the signed error per genre;
+  a cluster-robust t-test (users are the clusters: one user's errors are not independent),
+  which Alibi Detect's independent-sample tests would not be;
+- **verdict**: ``concept`` when errors move and inputs do not, ``data`` when inputs move
+  and errors do not, ``both``, or ``none``, with the evidence.
+
+Inputs a detector cannot judge (missing columns, NaN, unknown categories, users without
+demographics) are counted and reported; they never become a silent "no drift" or a false
+"drift".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from reelops.data.layouts import GENRES
+from reelops.monitoring.backend import DEFAULT_BACKEND, DriftBackend
+
+WINDOW_SIZE = 1000
+REQUIRED_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
+VERDICTS = ("none", "data", "concept", "both")
+_POPULARITY_BANDS = 5
+
+
+class MonitoringInputError(ValueError):
+    """A window cannot be judged at all (e.g. required columns are missing)."""
+
+
+@dataclass
+class DetectorResult:
+    """One detector's finding on one window."""
+
+    name: str
+    drift: bool
+    p_values: dict
+    threshold: float
+    rows: int
+    unjudged: dict = field(default_factory=dict)
+    available: bool = True
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "drift": self.drift, "available": self.available, "threshold": self.threshold,
+                "rows": self.rows, "p_values": {k: float(v) for k, v in self.p_values.items()},
+                "unjudged": self.unjudged, "note": self.note}
+
+
+@dataclass
+class Findings:
+    """Every detector's result on a window and the verdict."""
+
+    detectors: dict
+    verdict: str
+    window_rows: int
+    start_timestamp: int | None
+    end_timestamp: int | None
+    dropped_rows: dict
+
+    @property
+    def any_drift(self) -> bool:
+        return self.verdict != "none"
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "window_rows": self.window_rows, "start_timestamp": self.start_timestamp,
+                "end_timestamp": self.end_timestamp, "dropped_rows": self.dropped_rows,
+                "detectors": {name: result.to_dict() for name, result in self.detectors.items()}}
+
+
+# ---------------------------------------------------------------------- features
+
+
+def time_windows(ratings: pd.DataFrame, size: int = WINDOW_SIZE) -> list:
+    """Consecutive windows of ``size`` ratings in time order (the last partial one dropped)."""
+    ordered = ratings.sort_values(["timestamp", "user_id", "movie_id"], kind="stable").reset_index(drop=True)
+    return [ordered.iloc[start: start + size] for start in range(0, len(ordered) - size + 1, size)]
+
+
+def _sample_per_user(window: pd.DataFrame, per_user: int, seed: int) -> pd.DataFrame:
+    """At most ``per_user`` ratings of each user (seeded): sessions must not dominate a test."""
+    order = np.random.default_rng(seed).permutation(len(window))
+    users = window["user_id"].to_numpy()[order]
+    # Rank of each row within its user, in the shuffled order (a numpy groupby-cumcount).
+    by_user = np.argsort(users, kind="stable")
+    sorted_users = users[by_user]
+    starts = np.concatenate(([0], np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1))
+    rank_sorted = np.arange(len(users)) - np.repeat(starts, np.diff(np.concatenate((starts, [len(users)]))))
+    rank = np.empty(len(users), dtype=np.int64)
+    rank[by_user] = rank_sorted
+    return window.iloc[order[rank < per_user]]
+
+
+def _codes(values, vocabulary: list) -> tuple:
+    """Integer codes of categorical values; -1 for values outside the vocabulary."""
+    index = {value: code for code, value in enumerate(vocabulary)}
+    codes = np.array([index.get(value, -1) for value in values], dtype=np.int64)
+    return codes
+
+
+def _primary_genre(flags: np.ndarray) -> np.ndarray:
+    """The first listed genre of each movie other than 'unknown' (index), -1 if none."""
+    has = flags[:, 1:] > 0
+    first = np.argmax(has, axis=1) + 1
+    return np.where(has.any(axis=1), first, -1)
+
+
+class Monitor:
+    """Drift detectors of one model version, with their reference.
+
+    Args:
+        model: the fitted model whose inputs, predictions and errors are watched.
+        backend: the drift-test library (Alibi Detect by default).
+        p_value: family-wise level of each detector (per window).
+        pairs_per_user: ratings per user per window used by the movie and prediction tests.
+    """
+
+    def __init__(self, model, backend: DriftBackend = DEFAULT_BACKEND, p_value: float = 0.002, pairs_per_user: int = 2,
+                 window_size: int = WINDOW_SIZE):
+        self.model = model
+        self.backend = backend
+        self.p_value = p_value
+        self.pairs_per_user = pairs_per_user
+        self.window_size = window_size
+        self.detectors: dict = {}
+        self.reference: dict = {}
+
+    # ------------------------------------------------------------------ reference
+
+    def build(self, train_rows: pd.DataFrame, heldout_rows: pd.DataFrame, users: pd.DataFrame,
+              movies: pd.DataFrame) -> "Monitor":
+        """Build every reference: inputs from training rows, errors from held-out rows."""
+        users = users if users is not None else pd.DataFrame(columns=["user_id", "age", "gender", "occupation"])
+        occupations = sorted(set(users["occupation"].dropna().astype(str))) if len(users) else []
+        popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_)
+        rated_popularity = popularity.reindex(train_rows["movie_id"]).to_numpy()
+        edges = np.unique(np.quantile(rated_popularity, np.linspace(0, 1, _POPULARITY_BANDS + 1)[1:-1]))
+        self.reference = {"occupations": occupations, "genders": ["F", "M"], "popularity_edges": edges.tolist(),
+                          "p_value": self.p_value, "pairs_per_user": self.pairs_per_user, "window_size": self.window_size}
+        windows = time_windows(train_rows, self.window_size) or [train_rows]
+        user_rows = [self._user_features(w, users)[0] for w in windows]
+        movie_rows = [self._movie_features(w, movies, seed=i)[0] for i, w in enumerate(windows)]
+        self.reference["categories"] = {}
+        if occupations and sum(len(r) for r in user_rows):
+            self._build_tabular("user_data_drift", user_rows, {2: range(2), 3: range(len(occupations))})
+        self._build_tabular("movie_data_drift", movie_rows, {1: range(1, len(GENRES)), 2: range(len(edges) + 1)})
+        concentration = np.array([self._concentration(w) for w in windows])
+        self.reference["concentration"] = {"mean": float(concentration.mean()), "sd": float(concentration.std(ddof=1))
+                                           if len(concentration) > 1 else 0.0, "windows": len(concentration)}
+        # Predictions and errors: on held-out rows, which the model did not see in training.
+        if len(heldout_rows):
+            prediction_rows = [self._prediction_features(w, movies, seed=i)[0]
+                               for i, w in enumerate(time_windows(heldout_rows, self.window_size) or [heldout_rows])]
+            self.detectors["prediction_drift"] = self.backend.tabular(np.vstack(prediction_rows), {}, self.p_value / 2)
+            # Only the personal path is judged: a reference for the side-feature path (held-out
+            # users served as if new) proved optimistic, because those users' own training
+            # rows shaped the side features, and it alarmed in an unchanged world.
+            errors, flags = self._errors(heldout_rows, users)
+            self.reference["errors"] = {"personal": self._error_reference(errors, flags)}
+        return self
+
+    def _build_tabular(self, name: str, window_rows: list, categorical: dict) -> None:
+        """A TabularDrift detector whose categories a window can fill.
+
+        A chi-square on cells with an expected count near zero alarms far more often than
+        its level says, and a window holds only a few dozen users. So categories whose
+        expected count in a typical window is under 5 share one bucket; a value outside
+        the vocabulary (never seen in training) is counted as unjudged, not tested.
+
+        Args:
+            window_rows: the reference rows of each training window.
+            categorical: ``{column: vocabulary codes}`` of the categorical columns.
+        """
+        rows = np.vstack(window_rows)
+        typical = float(np.median([len(r) for r in window_rows])) if window_rows else float(len(rows))
+        groups = {}
+        for column, vocabulary in categorical.items():
+            values, counts = np.unique(rows[:, column], return_counts=True)
+            kept = [float(v) for v, c in zip(values, counts) if c / len(rows) * typical >= 5]
+            # The shared bucket exists only when the reference has members in it (a cell
+            # empty in both reference and window breaks the chi-square).
+            rare = len(kept) < len(values)
+            groups[str(column)] = {"kept": kept, "rare": rare, "vocabulary": [float(v) for v in vocabulary]}
+        self.reference["categories"][name] = groups
+        encoded, _ = self._encode(name, rows)
+        self.detectors[name] = self.backend.tabular(
+            encoded, {int(c): len(g["kept"]) + int(g["rare"]) for c, g in groups.items()}, self.p_value)
+
+    def _encode(self, name: str, rows: np.ndarray) -> tuple:
+        """Map categorical columns to bucket codes; rows with values outside the vocabulary are dropped."""
+        rows = rows.copy()
+        keep = np.ones(len(rows), dtype=bool)
+        for column, group in self.reference["categories"].get(name, {}).items():
+            column = int(column)
+            lookup = {value: code for code, value in enumerate(group["kept"])}
+            rare = len(group["kept"])
+            vocabulary = set(group["vocabulary"]) if group["rare"] else set()
+            codes = np.array([lookup.get(value, rare if value in vocabulary else -1) for value in rows[:, column].tolist()])
+            rows[:, column] = codes
+            keep &= codes >= 0
+        return rows[keep], int((~keep).sum())
+
+    # ------------------------------------------------------------------ features of a window
+
+    def _user_features(self, window: pd.DataFrame, users: pd.DataFrame) -> tuple:
+        """(rows, unjudged counts): one row per distinct user: age, log activity, gender, occupation."""
+        counts = window.groupby("user_id").size()
+        unjudged = {}
+        if users is None or len(users) == 0:
+            return np.zeros((0, 4)), {"users_without_demographics": int(len(counts))}
+        table = self._cached("users", users, lambda u: u.drop_duplicates("user_id").set_index("user_id")).reindex(counts.index)
+        missing = table["gender"].isna() & table["occupation"].isna() & table["age"].isna()
+        ages = pd.to_numeric(table["age"], errors="coerce").to_numpy(float)
+        genders = _codes(table["gender"].tolist(), self.reference["genders"])
+        occupations = _codes(table["occupation"].tolist(), self.reference["occupations"])
+        rows = np.column_stack([ages, np.log1p(counts.to_numpy(float)), genders, occupations])
+        ok = ~missing.to_numpy() & np.isfinite(ages) & (genders >= 0) & (occupations >= 0)
+        if missing.any():
+            unjudged["users_without_demographics"] = int(missing.sum())
+        if (~np.isfinite(ages) & ~missing.to_numpy()).any():
+            unjudged["missing_age"] = int((~np.isfinite(ages) & ~missing.to_numpy()).sum())
+        unknown = ((genders < 0) | (occupations < 0)) & ~missing.to_numpy()
+        if unknown.any():
+            unjudged["unknown_category"] = int(unknown.sum())
+        return rows[ok], unjudged
+
+    def _cached(self, key: str, source, build):
+        """Tables derived from the catalogue or the users, built once per source object
+        (a monitor checks window after window against the same catalogue)."""
+        cache = self.__dict__.setdefault("_cache", {})
+        entry = cache.get(key)
+        if entry is None or entry[0] is not source:
+            entry = (source, build(source))
+            cache[key] = entry
+        return entry[1]
+
+    def _movie_table(self, movies: pd.DataFrame) -> pd.DataFrame:
+        return self._cached("movies", movies, self._build_movie_table)
+
+    def _build_movie_table(self, movies: pd.DataFrame) -> pd.DataFrame:
+        """Year, primary genre and training popularity of every movie (new ones included)."""
+        from reelops.features import genre_matrix
+
+        catalogue = movies.drop_duplicates("movie_id").set_index("movie_id")
+        popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_).reindex(catalogue.index).fillna(0.0)
+        return pd.DataFrame({
+            "year": pd.to_numeric(catalogue["year"], errors="coerce").astype(float).to_numpy(),
+            "genre": _primary_genre(genre_matrix(catalogue["genres"])),
+            "popularity": popularity.to_numpy(),
+        }, index=catalogue.index)
+
+    def _movie_features(self, window: pd.DataFrame, movies: pd.DataFrame, seed: int) -> tuple:
+        sample = _sample_per_user(window, self.pairs_per_user, seed)
+        table = self._movie_table(movies).reindex(sample["movie_id"])
+        band = np.searchsorted(np.asarray(self.reference["popularity_edges"]), table["popularity"].to_numpy(), side="right")
+        rows = np.column_stack([table["year"].to_numpy(), table["genre"].to_numpy(), band])
+        unknown_movie = table["popularity"].isna().to_numpy()
+        ok = np.isfinite(rows[:, 0]) & (rows[:, 1] >= 0) & ~unknown_movie
+        unjudged = {}
+        if unknown_movie.any():
+            unjudged["movies_not_in_catalogue"] = int(unknown_movie.sum())
+        if (~np.isfinite(rows[:, 0]) & ~unknown_movie).any():
+            unjudged["missing_year"] = int((~np.isfinite(rows[:, 0]) & ~unknown_movie).sum())
+        return rows[ok].astype(float), unjudged
+
+    def _prediction_features(self, window: pd.DataFrame, movies: pd.DataFrame, seed: int) -> tuple:
+        """One row per user: the predicted rating of one of its personal-path pairs, and the
+        mean log training popularity of up to ``pairs_per_user`` movies it is asked about.
+
+        One prediction per user, because a user's predictions share its bias (counting
+        them all would make every window look drifted); users the model cannot serve
+        personally (cold start) are not judged here: newcomers arrive all the time.
+        """
+        sample = _sample_per_user(window, self.pairs_per_user, seed)
+        predicted, paths = self.model.predict_ratings(sample["user_id"].to_numpy(), sample["movie_id"].to_numpy())
+        popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_).reindex(sample["movie_id"]).fillna(0.0)
+        _, user = np.unique(sample["user_id"].to_numpy(), return_inverse=True)
+        n_users = user.max() + 1 if len(user) else 0
+        log_popularity = np.bincount(user, np.log1p(popularity.to_numpy()), n_users) / np.bincount(user, minlength=n_users)
+        personal = np.flatnonzero(np.asarray(paths) == "personal")
+        first_prediction = np.full(n_users, np.nan)
+        first_prediction[user[personal][::-1]] = predicted[personal][::-1]  # the first personal pair wins
+        rows = np.column_stack([first_prediction, log_popularity])
+        cold = ~np.isfinite(rows[:, 0])
+        return rows[~cold], ({"users_without_personal_predictions": int(cold.sum())} if cold.any() else {})
+
+    def _concentration(self, window: pd.DataFrame) -> float:
+        """The largest share of the window's users who rated one and the same movie."""
+        users = window["user_id"].nunique()
+        if users == 0:
+            return 0.0
+        return float(window.drop_duplicates(["user_id", "movie_id"]).groupby("movie_id").size().max() / users)
+
+    def _errors(self, rows: pd.DataFrame, users: pd.DataFrame | None) -> tuple:
+        """Signed errors (rating - prediction) with their user and serving path, and the
+        genre flags of each row's movie (a movie counts for every genre it has).
+
+        Rows served by the personal path and by the side features are kept; the caller
+        keeps the paths it has a reference for.
+        """
+        predicted, paths = self.model.predict_ratings(rows["user_id"].to_numpy(), rows["movie_id"].to_numpy())
+        paths = np.asarray(paths)
+        served = (paths == "personal") | (paths == "side_features")
+        flags = self._cached("genre_flags", self.model.features_.movies, lambda table: pd.DataFrame(
+            table[[f"genre_{g}" for g in GENRES]].to_numpy() > 0, index=table["movie_id"].to_numpy()))
+        genre_flags = flags.reindex(rows["movie_id"].to_numpy()).fillna(False).to_numpy(bool)
+        errors = pd.DataFrame({"user_id": rows["user_id"].to_numpy(), "path": paths,
+                               "error": rows["rating"].to_numpy(float) - predicted})
+        return errors[served].reset_index(drop=True), genre_flags[served]
+
+    @staticmethod
+    def _error_reference(errors: pd.DataFrame, flags: np.ndarray) -> dict:
+        return {
+            "mean_abs": float(np.abs(errors["error"]).mean()),
+            "genre_mean_signed": {GENRES[g]: float(errors["error"].to_numpy()[flags[:, g]].mean())
+                                  for g in range(len(GENRES)) if flags[:, g].sum() >= 20},
+            "rows": int(len(errors)),
+        }
+
+    # ------------------------------------------------------------------ checking
+
+    def check(self, window: pd.DataFrame, users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None,
+              seed: int = 0) -> Findings:
+        """Run every detector on one window of production data.
+
+        Args:
+            window: ratings (user_id, movie_id, rating, timestamp); rating may be NaN when
+                labels have not arrived (model drift is then not available).
+            users: demographics of the users (new users included).
+            movies: the catalogue (new releases included); the model's catalogue by default.
+            seed: for the per-user sampling (e.g. the window's index).
+
+        Raises:
+            MonitoringInputError: required columns are missing.
+        """
+        missing = [c for c in ("user_id", "movie_id", "timestamp") if c not in window.columns]
+        if missing:
+            raise MonitoringInputError(f"window is missing column(s) {', '.join(missing)}; "
+                                       f"expected {', '.join(REQUIRED_COLUMNS)}")
+        if movies is None:
+            movies = self._model_catalogue()
+        dropped = {}
+        ids = window[["user_id", "movie_id"]].apply(pd.to_numeric, errors="coerce")
+        bad_ids = ids.isna().any(axis=1).to_numpy()
+        if bad_ids.any():
+            dropped["missing_or_bad_ids"] = int(bad_ids.sum())
+        window = window[~bad_ids].astype({"user_id": np.int64, "movie_id": np.int64})
+        results = {}
+        user_rows, user_unjudged = self._user_features(window, users)
+        results["user_data_drift"] = self._tabular("user_data_drift", user_rows, ["age", "activity", "gender", "occupation"],
+                                                   user_unjudged)
+        movie_rows, movie_unjudged = self._movie_features(window, movies, seed)
+        results["movie_data_drift"] = self._tabular("movie_data_drift", movie_rows, ["year", "genre", "popularity_band"],
+                                                    movie_unjudged)
+        results["prediction_drift"] = self._prediction_drift(window, movies, seed)
+        labelled = window[pd.to_numeric(window["rating"], errors="coerce").notna()] if "rating" in window else window.iloc[:0]
+        if "rating" in window and len(labelled) < len(window):
+            dropped["unlabelled_rows"] = int(len(window) - len(labelled))
+        results["model_drift"] = self._model_drift(labelled, users)
+        data_side = any(results[n].drift for n in ("user_data_drift", "movie_data_drift", "prediction_drift"))
+        concept_side = results["model_drift"].drift
+        verdict = {(False, False): "none", (True, False): "data", (False, True): "concept", (True, True): "both"}[
+            (data_side, concept_side)]
+        stamps = window["timestamp"]
+        return Findings(results, verdict, int(len(window)), int(stamps.min()) if len(stamps) else None,
+                        int(stamps.max()) if len(stamps) else None, dropped)
+
+    def _model_catalogue(self) -> pd.DataFrame:
+        table = self.model.features_.movies
+        flags = table[[f"genre_{g}" for g in GENRES]].to_numpy() > 0
+        names = np.array(GENRES, dtype=object)
+        return pd.DataFrame({"movie_id": table["movie_id"], "year": table["year"],
+                             "genres": ["|".join(names[row]) for row in flags]})
+
+    def _tabular(self, name: str, rows: np.ndarray, columns: list, unjudged: dict) -> DetectorResult:
+        detector = self.detectors.get(name)
+        if detector is None:
+            return DetectorResult(name, False, {}, self.p_value, len(rows), unjudged, available=False,
+                                  note="no reference (the training data had no such features)")
+        rows, unseen = self._encode(name, rows)
+        if unseen:
+            unjudged = {**unjudged, "category_not_in_reference": unjudged.get("category_not_in_reference", 0) + unseen}
+        if len(rows) < 5:
+            return DetectorResult(name, False, {}, self.p_value, len(rows), unjudged, available=False,
+                                  note="fewer than 5 judgeable rows in the window")
+        outcome = self.backend.predict(detector, rows)
+        return DetectorResult(name, outcome["is_drift"], dict(zip(columns, outcome["p_val"])), outcome["threshold"],
+                              len(rows), unjudged)
+
+    def _prediction_drift(self, window, movies, seed) -> DetectorResult:
+        rows, unjudged = self._prediction_features(window, movies, seed)
+        result = self._tabular("prediction_drift", rows, ["predicted_rating", "movie_popularity"], unjudged)
+        reference = self.reference.get("concentration")
+        if result.available and reference and reference["sd"] > 0:
+            z = (self._concentration(window) - reference["mean"]) / reference["sd"]
+            p = float(stats.norm.sf(z))
+            result.p_values["activity_concentration"] = p
+            result.drift = result.drift or p < self.p_value / 2
+        result.threshold = self.p_value / 2
+        return result
+
+    def _model_drift(self, labelled: pd.DataFrame, users: pd.DataFrame | None) -> DetectorResult:
+        reference = self.reference.get("errors")
+        if reference is None:
+            return DetectorResult("model_drift", False, {}, self.p_value, 0, available=False,
+                                  note="no held-out errors: the model was trained with --holdout none")
+        if len(labelled):
+            errors, flags = self._errors(labelled, users)
+            keep = errors["path"].isin(list(reference)).to_numpy()  # a path without reference is not judged
+            errors, flags = errors[keep].reset_index(drop=True), flags[keep]
+        else:
+            errors, flags = pd.DataFrame(columns=["user_id", "path", "error"]), np.zeros((0, len(GENRES)), bool)
+        n_users = errors["user_id"].nunique() if len(errors) else 0
+        if n_users < 5:
+            return DetectorResult("model_drift", False, {}, self.p_value, int(len(errors)), available=False,
+                                  note="fewer than 5 users with labels and a personal or side-feature prediction")
+        paths = errors["path"].to_numpy()
+        signed = errors["error"].to_numpy()
+        clusters = errors["user_id"].to_numpy()
+        personal = paths == "personal"
+        p_values = {}
+        if len(np.unique(clusters[personal])) >= 5:
+            p_values["mean_abs_error"] = _cluster_t_test(np.abs(signed[personal]), clusters[personal],
+                                                         reference["personal"]["mean_abs"], alternative="greater")
+        chi2, dof = 0.0, 0
+        for index, genre in enumerate(GENRES):
+            expected = np.array([reference[p]["genre_mean_signed"].get(genre, np.nan) for p in paths])
+            rows = flags[:, index] & np.isfinite(expected)
+            n_clusters = len(np.unique(clusters[rows]))
+            if rows.sum() >= 20 and n_clusters >= 6:
+                t = _cluster_z(signed[rows] - expected[rows], clusters[rows], 0.0)
+                # Few clusters: the t statistic has heavy tails; map it to the normal score of
+                # the same two-sided p-value before adding squares.
+                p = 2 * stats.t.sf(abs(t), n_clusters - 1)
+                z = stats.norm.isf(max(p, 1e-300) / 2)
+                chi2 += z * z
+                dof += 1
+        if dof:
+            p_values["signed_error_by_genre"] = float(stats.chi2.sf(chi2, dof))
+        if not p_values:
+            return DetectorResult("model_drift", False, {}, self.p_value, int(len(errors)), available=False,
+                                  note="too few users per genre and on the personal path to test")
+        threshold = self.p_value / len(p_values)
+        return DetectorResult("model_drift", min(p_values.values()) < threshold, p_values, threshold, int(len(errors)))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the reference (``reference.json``) and each detector (``save_detector``)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, detector in self.detectors.items():
+            self.backend.save(detector, folder / name)
+        (folder / "reference.json").write_text(json.dumps({**self.reference, "detectors": sorted(self.detectors)},
+                                                          indent=2, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, model, folder: str | os.PathLike, backend: DriftBackend = DEFAULT_BACKEND) -> "Monitor":
+        """Reload a saved monitor for ``model``."""
+        folder = Path(folder)
+        if not (folder / "reference.json").is_file():
+            raise FileNotFoundError(f"{folder}: no monitoring reference (reference.json); "
+                                    "models trained before monitoring existed need retraining")
+        reference = json.loads((folder / "reference.json").read_text())
+        monitor = cls(model, backend, p_value=reference["p_value"], pairs_per_user=reference["pairs_per_user"],
+                      window_size=reference["window_size"])
+        monitor.reference = {k: v for k, v in reference.items() if k != "detectors"}
+        monitor.detectors = {name: backend.load(folder / name) for name in reference["detectors"]}
+        return monitor
+
+
+def _cluster_means(values: np.ndarray, clusters: np.ndarray) -> tuple:
+    _, inverse = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(inverse, values)
+    counts = np.bincount(inverse)
+    return sums, counts
+
+
+def _cluster_z(values: np.ndarray, clusters: np.ndarray, expected: float) -> float:
+    """(mean - expected) / cluster-robust standard error (clusters: users)."""
+    mean = values.mean()
+    sums, counts = _cluster_means(values - mean, clusters)
+    variance = (sums ** 2).sum() / len(values) ** 2
+    g = len(counts)
+    variance *= g / max(g - 1, 1)  # small-sample correction for few clusters
+    return float((mean - expected) / np.sqrt(variance)) if variance > 0 else 0.0
+
+
+def _cluster_t_test(values, clusters, expected: float, alternative: str = "greater") -> float:
+    """One-sided test that the mean exceeds ``expected``, t with (clusters - 1) dof."""
+    z = _cluster_z(values, clusters, expected)
+    dof = max(len(np.unique(clusters)) - 1, 1)
+    return float(stats.t.sf(z, dof) if alternative == "greater" else stats.t.cdf(z, dof))
+
+
+def build_monitor(model, train_rows, heldout_rows, users, movies) -> Monitor:
+    """A monitor with every reference built (what training saves next to the model)."""
+    return Monitor(model).build(train_rows, heldout_rows, users, movies)
+
+
+def load_monitor(model_dir: str | os.PathLike, model=None) -> Monitor:
+    """The monitor saved in a model directory (``MODEL_DIR/monitoring``)."""
+    from reelops.models import load_model
+
+    model = model if model is not None else load_model(model_dir)
+    return Monitor.load(model, Path(model_dir) / "monitoring")

@@ -1,0 +1,87 @@
+"""The drift-test backend: Alibi Detect behind a small interface.
+
+Alibi Detect 0.12+ is under the Business Source License 1.1, so reelops keeps it behind
+:class:`DriftBackend`; an open-source backend (scipy's tests) can replace it without
+touching the monitors. Only Alibi Detect's numpy/scipy detectors are used (TabularDrift,
+KSDrift, ChiSquareDrift), so TensorFlow is kept out of the import: importing
+``alibi_detect`` otherwise loads TensorFlow (several seconds per process).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+_alibi = None
+
+
+def alibi():
+    """The alibi_detect names reelops uses, imported without TensorFlow."""
+    global _alibi
+    if _alibi is not None:
+        return _alibi
+    blocked = "tensorflow" not in sys.modules
+    if blocked:
+        sys.modules["tensorflow"] = None  # alibi-detect then skips its TensorFlow backend
+    try:
+        from alibi_detect.cd import ChiSquareDrift, KSDrift, TabularDrift
+        from alibi_detect.saving import load_detector, save_detector
+    except ImportError as error:
+        raise ImportError(f"monitoring needs alibi-detect (pip install 'alibi-detect==0.13.0'): {error}") from error
+    finally:
+        if blocked and sys.modules.get("tensorflow", 0) is None:
+            del sys.modules["tensorflow"]  # a later `import tensorflow` in this process must still work
+    _alibi = {"TabularDrift": TabularDrift, "KSDrift": KSDrift, "ChiSquareDrift": ChiSquareDrift,
+              "save_detector": save_detector, "load_detector": load_detector}
+    return _alibi
+
+
+class DriftBackend:
+    """What a monitor needs from a drift library: a feature-wise test, saved and reloaded."""
+
+    def tabular(self, reference: np.ndarray, categorical: dict, p_val: float):
+        """A detector comparing windows with ``reference`` column by column.
+
+        Args:
+            reference: (rows, features) float array; categorical columns hold integer codes.
+            categorical: ``{column: number of categories}`` for categorical columns.
+            p_val: the family-wise level (Bonferroni over features).
+        """
+        raise NotImplementedError
+
+    def predict(self, detector, window: np.ndarray) -> dict:
+        """``{"is_drift": bool, "p_val": per-feature p-values, "threshold": float}``."""
+        raise NotImplementedError
+
+    def save(self, detector, folder: Path) -> None:
+        raise NotImplementedError
+
+    def load(self, folder: Path):
+        raise NotImplementedError
+
+
+class AlibiBackend(DriftBackend):
+    """Alibi Detect's TabularDrift: KS for numeric features, chi-square for categorical ones."""
+
+    def tabular(self, reference, categorical, p_val):
+        return alibi()["TabularDrift"](
+            reference.astype(np.float32), p_val=p_val, categories_per_feature={int(k): int(v) for k, v in categorical.items()},
+            correction="bonferroni",
+        )
+
+    def predict(self, detector, window):
+        result = detector.predict(window.astype(np.float32), drift_type="feature", return_p_val=True)["data"]
+        p_values = np.asarray(result["p_val"], dtype=float)
+        return {"is_drift": bool(np.any(np.asarray(result["is_drift"]))), "p_val": p_values,
+                "threshold": float(result["threshold"])}
+
+    def save(self, detector, folder):
+        alibi()["save_detector"](detector, str(folder))
+
+    def load(self, folder):
+        return alibi()["load_detector"](str(folder))
+
+
+DEFAULT_BACKEND = AlibiBackend()
