@@ -179,7 +179,7 @@ def cmd_simulate(args) -> None:
     if not args.out:
         raise CommandError("simulate needs --out DIR")
     result = simulate.simulate(args.scenario, seed=args.seed, out=args.out, strength=args.strength,
-                               n_users=args.users, n_movies=args.movies)
+                               n_users=args.users, n_movies=args.movies, until=args.until)
     result["out"] = str(args.out)
     _emit(args, result, _render_simulate)
 
@@ -363,6 +363,71 @@ def _render_history(entries: list) -> None:
                     ["time", "alias", "from", "to", "reason"], title="alias history")
 
 
+# ---------------------------------------------------------------------------- monitoring
+
+
+def cmd_monitor(args) -> None:
+    from reelops.monitoring import load_monitor, monitor_dataset
+    from reelops.monitoring.policy import PolicyState, RetrainingPolicy, decide
+
+    model_dir, version = _model_dir_from_args(args)
+    monitor = load_monitor(model_dir)
+    dataset = _load_any_dataset(args.data)
+    training_end = (monitor.model.metadata_.get("holdout") or {}).get("max_train_timestamp")
+    newer = dataset["ratings"][dataset["ratings"]["timestamp"] > training_end] if training_end else dataset["ratings"]
+    result = monitor_dataset(monitor, dataset["ratings"], dataset["users"], dataset["movies"],
+                             after_timestamp=training_end if len(newer) else None)
+    if not result["windows"]:
+        raise CommandError(f"{args.data}: no ratings to monitor")
+    policy = RetrainingPolicy(min_new_labels=args.min_new_labels, cooldown_seconds=int(args.cooldown_days * 86_400))
+    decision = decide(result["windows"], result["new_labels"], result["data_time"], policy,
+                      state=PolicyState(use_registry=version is not None), record=not args.dry_run)
+    output = {"model_dir": str(model_dir), "model_version": version, "data": str(args.data),
+              "summary": result["summary"], "decision": decision.to_dict(),
+              "latest_window": result["windows"][-1].to_dict()}
+
+    def render(output):
+        from reelops.console import print_table
+
+        rows = []
+        for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
+            item = output["summary"][name]
+            latest = ", ".join(f"{k} {v:.2g}" for k, v in item["latest_p_values"].items()) or item["note"] or "-"
+            rows.append([name, item["windows"], item["alarms"], item["first_alarm_after_ratings"], latest,
+                         ", ".join(f"{k} {v}" for k, v in item["unjudged"].items()) or "-"])
+        print_table(rows, ["detector", "windows", "alarms", "first alarm after", "latest p-values", "unjudged"],
+                    title=f"monitoring {output['data']} with model {output['model_version'] or output['model_dir']}")
+        verdicts = output["summary"]["verdicts"]
+        print("\nverdicts per window: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
+        decision = output["decision"]
+        print(f"decision: {'RETRAIN' if decision['retrain'] else 'keep the model'}")
+        for reason in decision["reasons"]:
+            print(f"  - {reason}")
+
+    _emit(args, output, render)
+
+
+def _model_dir_from_args(args):
+    """(model directory, registry version or None) from --model-dir or --model-alias."""
+    if args.model_dir:
+        return args.model_dir, None
+    from reelops import registry
+
+    version = registry.resolve_alias(args.model_alias)
+    return registry.download_model(version), version
+
+
+def _load_any_dataset(data: str) -> dict:
+    """A dataset version (id or folder) or a raw source, as the canonical tables."""
+    from reelops.data import load_dataset, validate_source
+
+    try:
+        return load_dataset(data)
+    except FileNotFoundError:
+        validated = validate_source(data)
+        return {"ratings": validated.ratings, "users": validated.users, "movies": validated.movies}
+
+
 # ---------------------------------------------------------------------------- run
 
 
@@ -418,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--users", type=int, default=None, help="number of users (default 943)")
     simulate.add_argument("--movies", type=int, default=None, help="number of movies (default 1682)")
     simulate.add_argument("--out", default=None, help="output folder (ml-100k layout + scenario.json)")
+    simulate.add_argument("--until", type=float, default=None,
+                          help="write only the first share of the timeline (e.g. 0.55: training data before later windows)")
     simulate.set_defaults(handler=cmd_simulate)
 
     from reelops.models import ALGORITHMS, DEFAULT_ALGORITHM, HOLDOUTS
@@ -465,6 +532,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_json(registry_commands.add_parser("history", help="every alias move"))
     registry.set_defaults(handler=cmd_registry)
 
+    monitor = with_json(commands.add_parser("monitor", help="drift findings on new data and the retraining decision"))
+    which = monitor.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-alias", choices=["production", "canary", "previous"])
+    which.add_argument("--model-dir")
+    monitor.add_argument("--data", required=True, help="new data: dataset version id or folder, or a raw source")
+    monitor.add_argument("--min-new-labels", type=int, default=1000)
+    monitor.add_argument("--cooldown-days", type=float, default=7.0)
+    monitor.add_argument("--dry-run", action="store_true", help="decide without recording a trigger")
+    monitor.set_defaults(handler=cmd_monitor)
+
     run = with_json(commands.add_parser("run", help="the main job (make run)"))
     run.add_argument("--seed", type=int, default=7)
     run.add_argument("--scenario", default="none")
@@ -475,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``reelops`` console script."""
     from reelops.data import DataValidationError, SourceError
+    from reelops.monitoring import MonitoringInputError
     from reelops.registry import RegistryError
 
     parser = build_parser()
@@ -484,7 +562,8 @@ def main(argv=None) -> int:
         return int(exit_.code or 0)
     try:
         args.handler(args)
-    except (CommandError, DataValidationError, SourceError, RegistryError, FileNotFoundError, ValueError, KeyError) as error:
+    except (CommandError, DataValidationError, SourceError, RegistryError, MonitoringInputError, FileNotFoundError,
+            ValueError, KeyError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"reelops: error: {message}", file=sys.stderr)
         return 1

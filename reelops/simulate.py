@@ -612,8 +612,14 @@ class World:
         return cls(WorldConfig(**spec["config"]), Scenario.parse(spec["scenario"], spec["strength"]), spec["seed"])
 
 
-def write_world(world: World, out: str | os.PathLike) -> dict:
+def write_world(world: World, out: str | os.PathLike, until: float | None = None) -> dict:
     """Generate and write the world in the ml-100k layout plus ``scenario.json``.
+
+    Args:
+        world: the world.
+        out: the output folder.
+        until: write only the ratings of the first ``until`` share of the timeline (the
+            data a model would have been trained on before later windows arrive).
 
     Returns:
         The scenario description with the counts written.
@@ -622,6 +628,10 @@ def write_world(world: World, out: str | os.PathLike) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tables = world.generate()
     ratings, users, movies = tables["ratings"], tables["users"], tables["movies"]
+    if until is not None:
+        if not 0.0 < until <= 1.0:
+            raise ValueError(f"until must be in (0, 1], got {until}")
+        ratings = ratings[ratings["timestamp"] < world.start + until * (world.end - world.start)]
     _write_tab_separated(out / "u.data", ratings[["user_id", "movie_id", "rating", "timestamp"]].astype(np.int64))
     _write_text(out / "u.user", "".join(f"{u}|{a}|{g}|{o}|{z}\n" for u, a, g, o, z in users.itertuples(index=False)))
     lines = []
@@ -631,6 +641,7 @@ def write_world(world: World, out: str | os.PathLike) -> dict:
     _write_text(out / "u.genre", "".join(f"{name}|{index}\n" for index, name in enumerate(GENRES)))
     _write_text(out / "u.occupation", "".join(f"{name}\n" for name in OCCUPATION_WEIGHTS))
     description = world.describe()
+    description["until"] = until
     after = ratings[ratings["timestamp"] >= world.onset]
     for event in description["events"]:
         # What the event achieved in the written data, beside what it asked for.
@@ -662,7 +673,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def simulate(scenario: str = "none", seed: int = 0, out: str | os.PathLike = "world", strength: float = 1.0,
-             n_users: int | None = None, n_movies: int | None = None) -> dict:
+             n_users: int | None = None, n_movies: int | None = None, until: float | None = None) -> dict:
     """Build a world and write it (what ``reelops simulate`` does)."""
     config = WorldConfig()
     if n_users is not None:
@@ -670,7 +681,7 @@ def simulate(scenario: str = "none", seed: int = 0, out: str | os.PathLike = "wo
     if n_movies is not None:
         config.n_movies = n_movies
     world = World(config, Scenario.parse(scenario, strength), seed)
-    return write_world(world, out)
+    return write_world(world, out, until=until)
 
 
 def realism_stats(ratings: pd.DataFrame, n_users: int | None = None, n_movies: int | None = None) -> dict:

@@ -100,4 +100,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFA
         report.update({"scored": f"held-out rows of the training split ({holdout})", "algorithm": algorithm,
                        "dataset_version": manifest["version"]})
         write_reports(report, out, title=f"{algorithm} on {manifest['version']}")
+    # The drift reference travels with the model version it watches (inputs from training
+    # rows; predictions and errors from held-out rows, when there are any).
+    from reelops.monitoring import build_monitor
+
+    build_monitor(model, train_rows, test_rows, dataset["users"], dataset["movies"]).save(Path(out) / "monitoring")
     return model

@@ -324,7 +324,7 @@ class Monitor:
         served = (paths == "personal") | (paths == "side_features")
         flags = self._cached("genre_flags", self.model.features_.movies, lambda table: pd.DataFrame(
             table[[f"genre_{g}" for g in GENRES]].to_numpy() > 0, index=table["movie_id"].to_numpy()))
-        genre_flags = flags.reindex(rows["movie_id"].to_numpy()).fillna(False).to_numpy(bool)
+        genre_flags = flags.reindex(rows["movie_id"].to_numpy(), fill_value=False).to_numpy(bool)
         errors = pd.DataFrame({"user_id": rows["user_id"].to_numpy(), "path": paths,
                                "error": rows["rating"].to_numpy(float) - predicted})
         return errors[served].reset_index(drop=True), genre_flags[served]
@@ -526,3 +526,42 @@ def load_monitor(model_dir: str | os.PathLike, model=None) -> Monitor:
 
     model = model if model is not None else load_model(model_dir)
     return Monitor.load(model, Path(model_dir) / "monitoring")
+
+
+def monitor_dataset(monitor: Monitor, ratings: pd.DataFrame, users: pd.DataFrame | None,
+                    movies: pd.DataFrame | None, after_timestamp: int | None = None) -> dict:
+    """Feed a dataset to a monitor as windows in time order and summarise per detector.
+
+    Args:
+        after_timestamp: only ratings after this time (the model's training data end) are
+            production data; ``None`` uses every row.
+
+    Returns:
+        ``{"windows": [Findings...], "summary": {...}, "new_labels": int, "data_time": int}``.
+    """
+    rows = ratings if after_timestamp is None else ratings[ratings["timestamp"] > after_timestamp]
+    if len(rows) < monitor.window_size and len(rows):
+        windows = [rows.sort_values("timestamp", kind="stable")]
+    else:
+        windows = time_windows(rows, monitor.window_size)
+    findings = [monitor.check(window, users, movies, seed=index) for index, window in enumerate(windows)]
+    summary = {}
+    for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
+        results = [f.detectors[name] for f in findings]
+        alarms = [i for i, r in enumerate(results) if r.drift]
+        unjudged: dict = {}
+        for r in results:
+            for key, count in r.unjudged.items():
+                unjudged[key] = unjudged.get(key, 0) + count
+        summary[name] = {
+            "windows": len(results), "alarms": len(alarms),
+            "first_alarm_after_ratings": (alarms[0] + 1) * monitor.window_size if alarms else None,
+            "available": any(r.available for r in results),
+            "latest_p_values": results[-1].p_values if results else {},
+            "unjudged": unjudged,
+            "note": next((r.note for r in results if r.note), ""),
+        }
+    verdicts = [f.verdict for f in findings]
+    summary["verdicts"] = {v: verdicts.count(v) for v in VERDICTS}
+    return {"windows": findings, "summary": summary, "new_labels": int(pd.to_numeric(rows["rating"], errors="coerce").notna().sum())
+            if "rating" in rows else 0, "data_time": int(rows["timestamp"].max()) if len(rows) else None}

@@ -22,6 +22,13 @@ def alibi():
     global _alibi
     if _alibi is not None:
         return _alibi
+    import logging
+    import os
+
+    # transformers (imported by alibi-detect's saving module) and alibi-detect's saver talk
+    # to stderr about things that do not concern a drift check.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("alibi_detect").setLevel(logging.ERROR)
     blocked = "tensorflow" not in sys.modules
     if blocked:
         sys.modules["tensorflow"] = None  # alibi-detect then skips its TensorFlow backend

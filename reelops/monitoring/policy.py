@@ -1,0 +1,120 @@
+"""The retraining policy: which findings trigger retraining, how much new labelled data is
+needed, and a cooldown in data time so that one change does not start a storm of retrains.
+
+The policy's state (when it last triggered, in data time) lives in the model registry, as
+a tag of the registered model, so separate processes and pipeline steps see it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import asdict, dataclass, field
+
+STATE_TAG = "reelops.retraining_policy_state"
+
+
+@dataclass
+class RetrainingPolicy:
+    """When to retrain.
+
+    Attributes:
+        triggers: verdicts that call for retraining.
+        min_alarm_windows: consecutive windows that must alarm before acting. A detector at
+            a 5% false-alarm rate flags a window now and then by chance; three in a row by
+            chance happen about once in 8,000 windows, a real change keeps alarming.
+        min_new_labels: the least new labelled ratings (after the model's training data).
+        cooldown_seconds: data time that must pass after a retrain trigger before the next.
+    """
+
+    triggers: tuple = ("data", "concept", "both")
+    min_alarm_windows: int = 3
+    min_new_labels: int = 1000
+    cooldown_seconds: int = 7 * 86_400
+
+
+@dataclass
+class Decision:
+    """The policy's answer and every reason behind it."""
+
+    retrain: bool
+    reasons: list = field(default_factory=list)
+    data_time: int | None = None
+    alarm_windows: int = 0
+    new_labels: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PolicyState:
+    """Where the policy remembers its last trigger: the registry, or memory (tests, no store)."""
+
+    def __init__(self, use_registry: bool = True):
+        self.use_registry = use_registry
+        self._memory: dict = {}
+
+    def load(self) -> dict:
+        if not self.use_registry:
+            return dict(self._memory)
+        from reelops import registry
+
+        tags = registry.client().get_registered_model(registry.MODEL_NAME).tags or {}
+        return json.loads(tags.get(STATE_TAG, "{}"))
+
+    def save(self, state: dict) -> None:
+        if not self.use_registry:
+            self._memory = dict(state)
+            return
+        from reelops import registry
+
+        with registry.store_lock():
+            registry.client().set_registered_model_tag(registry.MODEL_NAME, STATE_TAG, json.dumps(state, sort_keys=True))
+
+
+def decide(findings: list, new_labels: int, data_time: int, policy: RetrainingPolicy | None = None,
+           state: PolicyState | None = None, record: bool = True) -> Decision:
+    """Decide whether to retrain from a sequence of window findings.
+
+    Args:
+        findings: :class:`reelops.monitoring.Findings` of the windows seen, in time order.
+        new_labels: labelled ratings newer than the model's training data.
+        data_time: the latest timestamp of the data (the policy's clock).
+        policy: the thresholds (defaults: :class:`RetrainingPolicy`).
+        state: where the last trigger is remembered (default: the registry).
+        record: remember a positive decision (starting the cooldown).
+    """
+    policy = policy or RetrainingPolicy()
+    state = state or PolicyState()
+    alarms = [f for f in findings if f.verdict in policy.triggers]
+    longest, run = 0, 0
+    for f in findings:
+        run = run + 1 if f.verdict in policy.triggers else 0
+        longest = max(longest, run)
+    reasons = []
+    if longest >= policy.min_alarm_windows:
+        kinds = sorted({f.verdict for f in alarms})
+        detectors = sorted({name for f in alarms for name, r in f.detectors.items() if r.drift})
+        reasons.append(f"{len(alarms)} of {len(findings)} windows alarm, {longest} in a row "
+                       f"({', '.join(kinds)}; detectors: {', '.join(detectors)})")
+        wanted = True
+    else:
+        reasons.append(f"{len(alarms)} alarming window(s), at most {longest} in a row; "
+                       f"{policy.min_alarm_windows} in a row are required")
+        wanted = False
+    if new_labels < policy.min_new_labels:
+        reasons.append(f"only {new_labels} new labelled ratings; retraining needs at least {policy.min_new_labels}")
+        wanted = False
+    last = state.load().get("last_trigger_data_time")
+    if last is not None and data_time - last < policy.cooldown_seconds:
+        reasons.append(f"in cooldown: the last retrain was triggered {(data_time - last) / 86_400:.1f} days of data ago "
+                       f"(cooldown {policy.cooldown_seconds / 86_400:g} days)")
+        wanted = False
+    decision = Decision(retrain=wanted, reasons=reasons, data_time=int(data_time), alarm_windows=len(alarms),
+                        new_labels=int(new_labels))
+    if wanted:
+        decision.reasons.append("retrain: drift confirmed, enough new labels, no cooldown")
+        if record:
+            state.save({"last_trigger_data_time": int(data_time),
+                        "recorded_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return decision

@@ -1,0 +1,149 @@
+"""Drift detectors on simulated scenarios, bad input, saved references and the policy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reelops.cli import main
+from reelops.data import ingest, user_time_holdout
+from reelops.models import make_model, train
+from reelops.monitoring import Monitor, MonitoringInputError, load_monitor, monitor_dataset, time_windows
+from reelops.monitoring.policy import PolicyState, RetrainingPolicy, decide
+from reelops.simulate import Scenario, World, WorldConfig, simulate
+
+CUT = 0.55
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A model and its monitor trained on the first 55% of a default unchanged world."""
+    world = World(WorldConfig(), Scenario.parse("none"), 8)
+    tables = world.generate()
+    cut = world.start + CUT * (world.end - world.start)
+    history = tables["ratings"][tables["ratings"]["timestamp"] < cut]
+    train_rows, heldout = user_time_holdout(history, 0.2)
+    model = make_model("hybrid", epochs=20).fit(train_rows, users=tables["users"], movies=tables["movies"])
+    monitor = Monitor(model).build(train_rows, heldout, tables["users"], tables["movies"])
+    return {"monitor": monitor, "cut": cut, "seed": 8}
+
+
+def _stream(setup, scenario):
+    world = World(WorldConfig(), Scenario.parse(scenario), setup["seed"])
+    tables = world.generate()
+    return world, tables, tables["ratings"][tables["ratings"]["timestamp"] >= setup["cut"]].reset_index(drop=True)
+
+
+def _post_onset_findings(setup, scenario, windows=4):
+    world, tables, stream = _stream(setup, scenario)
+    start = int((stream["timestamp"] < world.onset).sum())
+    return [setup["monitor"].check(stream.iloc[start + i * 1000: start + (i + 1) * 1000], tables["users"], tables["movies"], seed=i)
+            for i in range(windows)]
+
+
+def test_population_shift_is_data_drift_in_user_features(setup):
+    findings = _post_onset_findings(setup, "population_shift")
+    assert sum(f.detectors["user_data_drift"].drift for f in findings) >= 3
+    assert all(f.verdict in ("data", "both") for f in findings if f.detectors["user_data_drift"].drift)
+    p_values = findings[0].detectors["user_data_drift"].p_values
+    assert set(p_values) == {"age", "activity", "gender", "occupation"}
+
+
+def test_new_releases_move_movie_features(setup):
+    findings = _post_onset_findings(setup, "new_releases")
+    assert sum(f.detectors["movie_data_drift"].drift for f in findings) >= 3
+
+
+def test_unchanged_world_rarely_alarms(setup):
+    _, tables, stream = _stream(setup, "none")
+    findings = [setup["monitor"].check(w, tables["users"], tables["movies"], seed=i)
+                for i, w in enumerate(time_windows(stream)[:30])]
+    assert sum(f.verdict != "none" for f in findings) <= 4
+    decision = decide(findings, new_labels=len(stream), data_time=int(stream["timestamp"].max()),
+                      state=PolicyState(use_registry=False))
+    assert not decision.retrain
+
+
+def test_bad_windows_are_counted_not_crashed(setup):
+    monitor = setup["monitor"]
+    _, tables, stream = _stream(setup, "none")
+    window = stream.iloc[:1000].copy()
+    with pytest.raises(MonitoringInputError, match="missing column\\(s\\) movie_id"):
+        monitor.check(window.drop(columns=["movie_id"]), tables["users"], tables["movies"])
+    broken = window.copy()
+    broken.loc[broken.index[:10], "user_id"] = np.nan
+    broken.loc[broken.index[10:20], "rating"] = np.nan
+    users = tables["users"].copy()
+    first_users = broken["user_id"].dropna().unique()[:3]
+    users.loc[users["user_id"].isin(first_users), "occupation"] = "astronaut"  # never seen in training
+    users.loc[users["user_id"] == broken["user_id"].dropna().unique()[3], "age"] = np.nan
+    findings = monitor.check(broken, users, tables["movies"])
+    assert findings.dropped_rows == {"missing_or_bad_ids": 10, "unlabelled_rows": 10}
+    unjudged = findings.detectors["user_data_drift"].unjudged
+    assert unjudged["unknown_category"] == 3 and unjudged["missing_age"] == 1
+    no_demographics = monitor.check(window, users=None, movies=tables["movies"])
+    assert not no_demographics.detectors["user_data_drift"].available
+    assert no_demographics.detectors["user_data_drift"].unjudged["users_without_demographics"] > 0
+
+
+def test_saved_reference_reloads_and_gives_the_same_result(setup, tmp_path):
+    monitor = setup["monitor"]
+    monitor.save(tmp_path / "monitoring")
+    assert (tmp_path / "monitoring" / "user_data_drift" / "config.toml").is_file()
+    reloaded = Monitor.load(monitor.model, tmp_path / "monitoring")
+    world, tables, stream = _stream(setup, "population_shift")
+    window = stream.iloc[5000:6000]
+    first = monitor.check(window, tables["users"], tables["movies"], seed=3).to_dict()
+    second = reloaded.check(window, tables["users"], tables["movies"], seed=3).to_dict()
+    assert first == second
+
+
+def test_policy_needs_labels_and_holds_its_cooldown(setup):
+    findings = _post_onset_findings(setup, "population_shift", windows=4)
+    state = PolicyState(use_registry=False)
+    policy = RetrainingPolicy(min_alarm_windows=2, cooldown_seconds=3 * 86_400)
+    now = int(findings[-1].end_timestamp)
+    assert not decide(findings, new_labels=500, data_time=now, policy=policy, state=state).retrain
+    first = decide(findings, new_labels=5000, data_time=now, policy=policy, state=state)
+    assert first.retrain
+    again = decide(findings, new_labels=5000, data_time=now + 86_400, policy=policy, state=state)
+    assert not again.retrain and any("cooldown" in reason for reason in again.reasons)
+    later = decide(findings, new_labels=5000, data_time=now + 4 * 86_400, policy=policy, state=state)
+    assert later.retrain
+
+
+def test_policy_state_lives_in_the_registry(setup, tmp_path):
+    """Two processes see the same cooldown: the state is a tag of the registered model."""
+    findings = _post_onset_findings(setup, "population_shift", windows=3)
+    now = int(findings[-1].end_timestamp)
+    assert decide(findings, new_labels=5000, data_time=now).retrain
+    code = (f"from reelops.monitoring.policy import PolicyState; print(PolicyState().load()['last_trigger_data_time'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out.strip()) == now
+    assert not decide(findings, new_labels=5000, data_time=now + 3600).retrain
+
+
+def test_importing_monitoring_does_not_import_tensorflow():
+    code = ("import sys; from reelops.monitoring.backend import alibi; alibi(); "
+            "print('tensorflow' in sys.modules and sys.modules['tensorflow'] is not None)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_monitor_command_on_a_trained_model(tmp_path, capsys):
+    simulate("none", seed=2, out=tmp_path / "early", n_users=400, n_movies=500, until=CUT)
+    simulate("population_shift", seed=2, out=tmp_path / "later", n_users=400, n_movies=500)
+    version = ingest(tmp_path / "early").version
+    train(version, tmp_path / "model", parameters={"epochs": 10})
+    assert (tmp_path / "model" / "monitoring" / "reference.json").is_file()
+    assert main(["monitor", "--model-dir", str(tmp_path / "model"), "--data", str(tmp_path / "later"), "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["summary"]["user_data_drift"]["alarms"] >= 1
+    assert isinstance(output["decision"]["retrain"], bool) and output["decision"]["reasons"]
+    assert main(["monitor", "--model-dir", str(tmp_path / "model"), "--data", str(tmp_path / "later")]) == 0
+    out = capsys.readouterr().out
+    assert "user_data_drift" in out and "decision:" in out
