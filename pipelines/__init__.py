@@ -1,0 +1,125 @@
+"""Pipelines: compile to KFP IR YAML, run locally through ``kfp.local``, submit and schedule
+on Kubeflow through ``kfp.Client``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+PIPELINE_NAMES = ("training", "batch-scoring", "monitoring")
+
+
+def pipeline_function(name: str):
+    """The pipeline function of a name in ``PIPELINE_NAMES``."""
+    from reelops.pipelines import definitions
+
+    functions = {"training": definitions.training_pipeline, "batch-scoring": definitions.batch_scoring_pipeline,
+                 "monitoring": definitions.monitoring_pipeline}
+    if name not in functions:
+        raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINE_NAMES)}")
+    return functions[name]
+
+
+def compile_pipeline(name: str, out_dir: str | os.PathLike) -> Path:
+    """Compile one pipeline to ``OUT_DIR/<name>.yaml`` (KFP IR)."""
+    from kfp import compiler
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.yaml"
+    compiler.Compiler().compile(pipeline_function(name), str(path))
+    return path
+
+
+def parse_params(pairs) -> dict:
+    """``key=value`` pairs; values that read as JSON numbers or booleans become those."""
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param expects key=value, got {pair!r}")
+        try:
+            parsed = json.loads(value)
+            params[key] = parsed if isinstance(parsed, (int, float, bool)) else value
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def run_local(name: str, params: dict | None = None) -> dict:
+    """Run a pipeline with ``kfp.local.SubprocessRunner`` in the installed environment.
+
+    Outputs go under ``<workspace>/pipelines/``; the registry is the workspace's MLflow store.
+    """
+    from kfp import local
+
+    from reelops.workspace import workspace_dir
+
+    workspace = workspace_dir()
+    # Each task is a new process: it must find the same workspace (and MLflow store).
+    os.environ["REELOPS_WORKSPACE"] = str(workspace)
+    root = workspace / "pipelines" / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    function = pipeline_function(name)
+    task = function(**(params or {}))
+    outputs = {}
+    for key, value in (getattr(task, "outputs", None) or {}).items():
+        outputs[key] = getattr(value, "path", value)
+    return {"pipeline": name, "pipeline_root": str(root), "outputs": outputs}
+
+
+def _client(host: str):
+    from kfp import Client
+
+    return Client(host=host)
+
+
+def version_name() -> str:
+    """A pipeline version name that says what changed: package version and code commit."""
+    from reelops import buildinfo
+
+    info = buildinfo.describe()
+    return f"{info['package_version']}-{info['git_commit'][:12]}"
+
+
+def upload(name: str, host: str, client=None) -> tuple:
+    """Upload the pipeline, or a new version of it: ``(pipeline_id, version_id)``."""
+    import tempfile
+
+    client = client or _client(host)
+    display_name = pipeline_function(name).name
+    with tempfile.TemporaryDirectory() as scratch:
+        package = compile_pipeline(name, scratch)
+        pipeline_id = client.get_pipeline_id(display_name)
+        if pipeline_id is None:
+            pipeline = client.upload_pipeline(str(package), pipeline_name=display_name,
+                                              description=pipeline_function(name).description)
+            pipeline_id = pipeline.pipeline_id
+        version = client.upload_pipeline_version(str(package), pipeline_version_name=version_name(),
+                                                 pipeline_id=pipeline_id)
+    return pipeline_id, version.pipeline_version_id
+
+
+def submit(name: str, host: str, experiment: str = "reelops", params: dict | None = None) -> dict:
+    """Upload the pipeline (or a new version) and start a run on a Kubeflow Pipelines host."""
+    client = _client(host)
+    pipeline_id, version_id = upload(name, host, client)
+    experiment_id = client.create_experiment(experiment).experiment_id
+    run = client.run_pipeline(experiment_id=experiment_id, job_name=f"{name}-{version_name()}", params=params or {},
+                              pipeline_id=pipeline_id, version_id=version_id, enable_caching=True)
+    return {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id, "run_id": run.run_id}
+
+
+def schedule(name: str, host: str, cron: str, experiment: str = "reelops", params: dict | None = None,
+             max_concurrency: int = 1) -> dict:
+    """A recurring run of the pipeline's current version (cron with seconds, as KFP expects)."""
+    client = _client(host)
+    pipeline_id, version_id = upload(name, host, client)
+    experiment_id = client.create_experiment(experiment).experiment_id
+    job = client.create_recurring_run(experiment_id=experiment_id, job_name=f"{name}-recurring", cron_expression=cron,
+                                      max_concurrency=max_concurrency, params=params or {}, pipeline_id=pipeline_id,
+                                      version_id=version_id, enable_caching=True)
+    return {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id,
+            "recurring_run_id": job.recurring_run_id}

@@ -428,24 +428,106 @@ def _load_any_dataset(data: str) -> dict:
         return {"ratings": validated.ratings, "users": validated.users, "movies": validated.movies}
 
 
+# ---------------------------------------------------------------------------- pipelines
+
+
+def cmd_pipeline(args) -> None:
+    from reelops import pipelines
+
+    action = args.pipeline_command
+    params = pipelines.parse_params(args.param)
+    if action == "compile":
+        names = [args.name] if args.name else list(pipelines.PIPELINE_NAMES)
+        paths = [str(pipelines.compile_pipeline(name, args.out)) for name in names]
+        _emit(args, {"compiled": paths}, lambda r: print("\n".join(f"compiled {p}" for p in r["compiled"])))
+    elif action == "run":
+        result = _quiet_local_run(args.name, params, verbose=args.verbose)
+        _emit(args, result, lambda r: print(f"pipeline {r['pipeline']} finished: {r['state']} (outputs under {r['pipeline_root']})"))
+    elif action == "submit":
+        result = pipelines.submit(args.name, args.host, experiment=args.experiment, params=params)
+        _emit(args, result, lambda r: print(f"submitted run {r['run_id']} of pipeline {r['pipeline_id']} version {r['version_id']}"))
+    elif action == "schedule":
+        result = pipelines.schedule(args.name, args.host, args.cron, experiment=args.experiment, params=params)
+        _emit(args, result, lambda r: print(f"recurring run {r['recurring_run_id']} ({args.cron}) of pipeline {r['pipeline_id']}"))
+
+
+def _quiet_local_run(name: str, params: dict, verbose: bool = False) -> dict:
+    """Run a pipeline locally; KFP's per-task logs go to a file unless ``verbose``."""
+    import contextlib
+    import logging
+
+    from reelops import pipelines
+    from reelops.workspace import workspace_dir
+
+    log_path = workspace_dir() / "pipelines" / f"{name}-last-run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log, contextlib.ExitStack() as stack:
+        if not verbose:
+            stack.enter_context(contextlib.redirect_stdout(log))
+            stack.enter_context(contextlib.redirect_stderr(log))
+            handler = logging.StreamHandler(log)
+            root = logging.getLogger()
+            root.addHandler(handler)
+            stack.callback(root.removeHandler, handler)
+        try:
+            result = pipelines.run_local(name, params)
+            result["state"] = "SUCCEEDED"
+        except Exception as error:  # a failed task: the one-line reason and where the full log is
+            raise CommandError(f"pipeline {name} failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
+                               f" (log: {log_path})") from error
+    result["log"] = str(log_path)
+    return result
+
+
 # ---------------------------------------------------------------------------- run
 
 
 def cmd_run(args) -> None:
-    """The main job: simulate a world, ingest and validate it into a dataset version."""
-    from reelops import simulate
-    from reelops.data import ingest
+    """The main job: the training pipeline on a simulated world, batch scoring, a summary."""
+    import pandas as pd
+
+    from reelops import registry
     from reelops.workspace import workspace_dir
 
-    world_dir = workspace_dir() / "worlds" / f"{args.scenario}-seed{args.seed}"
-    if not (world_dir / "scenario.json").is_file():
-        simulate.simulate(args.scenario, seed=args.seed, out=world_dir)
-    result = ingest(world_dir)
-    summary = result.to_dict()
-    summary["world"] = str(world_dir)
+    source = f"simulate:scenario={args.scenario},seed={args.seed}"
     if not args.json:
-        print(f"simulated world: {world_dir}")
-    _emit(args, summary, _render_ingest)
+        print(f"training pipeline on {source} (kfp.local; task logs in {workspace_dir() / 'pipelines'})")
+    training = _quiet_local_run("training", {"source": source})
+    versions = registry.list_versions()
+    blessings = sorted((workspace_dir() / "pipelines" / "runs").glob("reelops-training-*/gate/candidate/blessing.json"),
+                       key=lambda p: p.stat().st_mtime)
+    blessing = json.loads(blessings[-1].read_text()) if blessings else {}
+    summary = {"training": training, "gate": {k: blessing.get(k) for k in ("decision", "reasons", "compared_with")},
+               "registered": versions[0] if versions else None}
+    if "production" in registry._aliases():
+        scoring = _quiet_local_run("batch-scoring", {"alias": "production", "k": 10})
+        tables = sorted((workspace_dir() / "pipelines" / "runs").glob("reelops-batch-scoring-*/batch-predict/predictions"),
+                        key=lambda p: p.stat().st_mtime)
+        table = pd.read_parquet(tables[-1])
+        summary["batch_scoring"] = {"table": str(tables[-1]), "rows": int(len(table)), "users": int(table["user_id"].nunique())}
+        model, _ = registry.load_by_alias("production")
+        sample = table[table["user_id"].isin(table["user_id"].unique()[:3]) & (table["rank"] <= 5)]
+        summary["sample"] = [{"user_id": int(u), "movies": [model.titles_.get(int(m), str(m)) for m in group["movie_id"]]}
+                             for u, group in sample.groupby("user_id")]
+        del scoring
+    _emit(args, summary, _render_run)
+
+
+def _render_run(summary: dict) -> None:
+    gate = summary["gate"]
+    print(f"gate: {str(gate.get('decision')).upper()}")
+    for reason in gate.get("reasons") or []:
+        print(f"  - {reason}")
+    registered = summary["registered"]
+    if registered:
+        print(f"registered: movie-recommender version {registered['version']} "
+              f"({', '.join(registered['aliases']) or 'no alias'}), dataset {registered['dataset_version']}, "
+              f"commit {registered['git_commit'][:10]}")
+    if "batch_scoring" in summary:
+        scoring = summary["batch_scoring"]
+        print(f"batch scoring: {scoring['rows']:,} recommendations for {scoring['users']:,} users -> {scoring['table']}")
+        for entry in summary["sample"]:
+            print(f"  user {entry['user_id']}: " + "; ".join(entry["movies"]))
 
 
 # ---------------------------------------------------------------------------- parser
@@ -541,6 +623,29 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--cooldown-days", type=float, default=7.0)
     monitor.add_argument("--dry-run", action="store_true", help="decide without recording a trigger")
     monitor.set_defaults(handler=cmd_monitor)
+
+    pipeline = commands.add_parser("pipeline", help="compile, run locally, submit or schedule the KFP pipelines")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", metavar="ACTION")
+    pipeline_commands.required = True
+    names = ["training", "batch-scoring", "monitoring"]
+    compile_ = with_json(pipeline_commands.add_parser("compile", help="write IR YAML (every pipeline without NAME)"))
+    compile_.add_argument("name", nargs="?", choices=names)
+    compile_.add_argument("--out", required=True)
+    run_pipeline = with_json(pipeline_commands.add_parser("run", help="run locally through kfp.local"))
+    run_pipeline.add_argument("name", choices=names)
+    run_pipeline.add_argument("--verbose", action="store_true", help="show KFP's task logs")
+    submit = with_json(pipeline_commands.add_parser("submit", help="upload and start a run on Kubeflow"))
+    submit.add_argument("name", choices=names)
+    submit.add_argument("--host", required=True)
+    submit.add_argument("--experiment", default="reelops")
+    schedule = with_json(pipeline_commands.add_parser("schedule", help="create a recurring run on Kubeflow"))
+    schedule.add_argument("name", choices=names)
+    schedule.add_argument("--host", required=True)
+    schedule.add_argument("--cron", required=True, help='KFP cron with seconds, e.g. "0 0 3 * * *"')
+    schedule.add_argument("--experiment", default="reelops")
+    for sub in (compile_, run_pipeline, submit, schedule):
+        sub.add_argument("--param", action="append", metavar="KEY=VALUE", help="pipeline parameter (repeatable)")
+    pipeline.set_defaults(handler=cmd_pipeline)
 
     run = with_json(commands.add_parser("run", help="the main job (make run)"))
     run.add_argument("--seed", type=int, default=7)

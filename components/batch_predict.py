@@ -1,0 +1,25 @@
+"""Batch predict: top-K for every user from the model under an alias."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from reelops.components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def batch_predict(alias: str, k: int, predictions: Output[Dataset]) -> str:
+    """Write recommendations of every user as Parquet.
+
+    Args:
+        alias: the registry alias (``production``, ``canary``, ``previous``).
+        k: recommendations per user.
+        predictions: user_id, rank, movie_id, score, path, model_version.
+
+    Returns:
+        The model version that scored.
+    """
+    from reelops.steps import batch_predict as work
+
+    info = work(alias, k, predictions.path)
+    predictions.metadata.update(info)
+    return info["model_version"]

@@ -1,0 +1,35 @@
+"""Detect drift: new data against the model under an alias, and the retraining decision."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from reelops.components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def detect_drift(alias: str, dataset: Input[Dataset], min_new_labels: int, cooldown_days: float,
+                 findings: Output[Metrics]) -> NamedTuple("DriftDecision", decision=str, training_dataset_version=str):
+    """Run every drift detector on the new data's windows and the retraining policy.
+
+    Args:
+        alias: the registry alias of the watched model.
+        dataset: the new data (a dataset version).
+        min_new_labels: the least new labelled ratings a retrain needs.
+        cooldown_days: data time between two retrain triggers.
+        findings: alarms per detector, windows, verdict counts.
+
+    Returns:
+        decision (``retrain`` or ``keep``) and the dataset version the model was trained on.
+    """
+    from collections import namedtuple
+
+    from reelops.steps import detect_drift as work
+
+    info = work(alias, dataset.path, min_new_labels, cooldown_days)
+    for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
+        findings.log_metric(f"{name}_alarms", info[f"{name}_alarms"])
+    findings.metadata.update({k: v for k, v in info.items() if not k.endswith("_alarms")})
+    return namedtuple("DriftDecision", ["decision", "training_dataset_version"])(
+        info["retrain"], info["training_dataset_version"])

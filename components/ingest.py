@@ -1,0 +1,24 @@
+"""Ingest: copy the raw source (folder, .zip, URL, named download or simulated world) into the pipeline."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from reelops.components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def ingest(source: str, raw: Output[Dataset]) -> str:
+    """Fetch a raw MovieLens-layout source.
+
+    Args:
+        source: a folder, .zip, fsspec URL, ``movielens-100k``, or ``simulate:scenario=...,seed=...``.
+        raw: the raw files, unchanged.
+
+    Returns:
+        The layout found.
+    """
+    from reelops.steps import ingest_raw
+
+    info = ingest_raw(source, raw.path)
+    raw.metadata.update(info)
+    return info["layout"]

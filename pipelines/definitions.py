@@ -1,0 +1,125 @@
+"""The reelops pipelines: training, batch scoring, and monitoring with retraining.
+
+What KFP users expect is set on purpose:
+- caching keyed on the dataset version: the steps after validation take the version id as
+  an input, so the same data re-uses their results; steps that read the outside world
+  (ingest, gate, register, batch predict, drift detection) never cache;
+- CPU and memory requests on every step; retries on the steps that touch the network;
+- credentials for MLflow and object storage from Kubernetes secrets (kfp-kubernetes);
+- an exit handler that records the run's outcome whatever happens.
+"""
+
+from kfp import dsl, kubernetes
+
+from reelops.components import (
+    batch_predict, combine_datasets, detect_drift, engineer_features, evaluate, gate, ingest, record_outcome, register,
+    train, validate,
+)
+
+# Kubernetes secrets holding endpoints and credentials (see README: "Running on Kubeflow").
+MLFLOW_SECRET = "reelops-mlflow"
+STORAGE_SECRET = "reelops-object-store"
+_MLFLOW_ENV = {"tracking_uri": "MLFLOW_TRACKING_URI", "username": "MLFLOW_TRACKING_USERNAME",
+               "password": "MLFLOW_TRACKING_PASSWORD"}
+_STORAGE_ENV = {"endpoint": "AWS_ENDPOINT_URL", "access_key": "AWS_ACCESS_KEY_ID", "secret_key": "AWS_SECRET_ACCESS_KEY"}
+
+DEFAULT_SOURCE = "simulate:scenario=none,seed=7"
+
+
+def _resources(task, cpu: str, memory: str, cache: bool):
+    task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
+    task.set_caching_options(cache)
+    return task
+
+
+def _with_secrets(task, mlflow: bool = True, storage: bool = False):
+    if mlflow:
+        kubernetes.use_secret_as_env(task, secret_name=MLFLOW_SECRET, secret_key_to_env=_MLFLOW_ENV, optional=True)
+    if storage:
+        kubernetes.use_secret_as_env(task, secret_name=STORAGE_SECRET, secret_key_to_env=_STORAGE_ENV, optional=True)
+    return task
+
+
+def _train_gate_register(dataset, dataset_version, algorithm: str, holdout: str, parameters_json: str, pipeline_name: str):
+    """features -> train -> evaluate -> gate -> (if blessed) register: shared by two pipelines."""
+    features = _resources(engineer_features(dataset=dataset, dataset_version=dataset_version, holdout=holdout),
+                          "1", "2G", cache=True)
+    trained = _resources(train(dataset=dataset, dataset_version=dataset_version, algorithm=algorithm, holdout=holdout,
+                               parameters_json=parameters_json), "2", "6G", cache=True)
+    trained.after(features)
+    _resources(evaluate(model=trained.outputs["model"], dataset=dataset, dataset_version=dataset_version),
+               "1", "2G", cache=True)
+    # The gate compares with whatever is in production now: never cached.
+    gated = _with_secrets(_resources(gate(model=trained.outputs["model"], dataset=dataset), "1", "4G", cache=False))
+    with dsl.If(gated.outputs["Output"] == "blessed", name="blessed"):
+        registered = register(candidate=gated.outputs["candidate"], pipeline_name=pipeline_name,
+                              run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        _with_secrets(_resources(registered, "1", "2G", cache=False), storage=True).set_retry(3, backoff_duration="30s")
+    return gated
+
+
+@dsl.pipeline(name="reelops-training",
+              description="Ingest, validate, engineer features, train, evaluate, gate and register a movie recommender.")
+def training_pipeline(source: str = DEFAULT_SOURCE, algorithm: str = "hybrid", holdout: str = "user-time-20",
+                      parameters_json: str = "{}", max_bad_share: float = 0.01):
+    """The training pipeline.
+
+    Args:
+        source: raw data: folder, .zip, URL, ``movielens-100k`` or ``simulate:scenario=...,seed=...``.
+        algorithm: the recommender to train.
+        holdout: the held-out split (``user-time-20`` or ``none``).
+        parameters_json: algorithm parameters, a JSON object.
+        max_bad_share: the validation limit of bad rows.
+    """
+    outcome = record_outcome(pipeline="reelops-training")
+    with dsl.ExitHandler(outcome, name="guarded"):
+        raw = _with_secrets(_resources(ingest(source=source), "1", "2G", cache=False), mlflow=False, storage=True)
+        raw.set_retry(3, backoff_duration="30s")
+        validated = _resources(validate(raw=raw.outputs["raw"], max_bad_share=max_bad_share), "1", "4G", cache=False)
+        _train_gate_register(validated.outputs["dataset"], validated.outputs["Output"], algorithm, holdout,
+                             parameters_json, "reelops-training")
+
+
+@dsl.pipeline(name="reelops-batch-scoring",
+              description="Top-K recommendations for every user from the model under an alias, as Parquet.")
+def batch_scoring_pipeline(alias: str = "production", k: int = 10):
+    """The batch-scoring pipeline.
+
+    Args:
+        alias: the registry alias of the model that scores.
+        k: recommendations per user.
+    """
+    outcome = record_outcome(pipeline="reelops-batch-scoring")
+    with dsl.ExitHandler(outcome, name="guarded"):
+        scored = _with_secrets(_resources(batch_predict(alias=alias, k=k), "2", "4G", cache=False), storage=True)
+        scored.set_retry(3, backoff_duration="30s")
+
+
+@dsl.pipeline(name="reelops-monitoring",
+              description="Drift detection on new data against production; retrains on the combined data when the policy says so.")
+def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,seed=7", alias: str = "production",
+                        min_new_labels: int = 1000, cooldown_days: float = 7.0, algorithm: str = "hybrid",
+                        holdout: str = "user-time-20", parameters_json: str = "{}", max_bad_share: float = 0.01):
+    """The monitoring pipeline.
+
+    Args:
+        new_source: the new data (any source ``ingest`` reads).
+        alias: the watched model.
+        min_new_labels: the least new labelled ratings a retrain needs.
+        cooldown_days: data time between two retrain triggers.
+        algorithm, holdout, parameters_json: the retrain's training settings.
+        max_bad_share: the validation limit of bad rows.
+    """
+    outcome = record_outcome(pipeline="reelops-monitoring")
+    with dsl.ExitHandler(outcome, name="guarded"):
+        raw = _with_secrets(_resources(ingest(source=new_source), "1", "2G", cache=False), mlflow=False, storage=True)
+        raw.set_retry(3, backoff_duration="30s")
+        validated = _resources(validate(raw=raw.outputs["raw"], max_bad_share=max_bad_share), "1", "4G", cache=False)
+        drift = _with_secrets(_resources(detect_drift(alias=alias, dataset=validated.outputs["dataset"],
+                                                      min_new_labels=min_new_labels, cooldown_days=cooldown_days),
+                                         "1", "4G", cache=False), storage=True)
+        with dsl.If(drift.outputs["decision"] == "retrain", name="retrain"):
+            combined = _resources(combine_datasets(base_version=drift.outputs["training_dataset_version"],
+                                                   new=validated.outputs["dataset"]), "1", "4G", cache=False)
+            _train_gate_register(combined.outputs["dataset"], combined.outputs["Output"], algorithm, holdout,
+                                 parameters_json, "reelops-monitoring")
