@@ -7,11 +7,11 @@ from reelops.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def combine_datasets(base_version: str, new: Input[Dataset], dataset: Output[Dataset]) -> str:
-    """Union of two dataset versions (newer ratings win).
+def combine_datasets(alias: str, new: Input[Dataset], dataset: Output[Dataset]) -> str:
+    """Union of the watched model's training data and the new data (newer ratings win).
 
     Args:
-        base_version: the dataset version of the production model.
+        alias: the registry alias of the model whose training data is extended.
         new: the new data.
         dataset: the combined dataset version.
 
@@ -20,6 +20,6 @@ def combine_datasets(base_version: str, new: Input[Dataset], dataset: Output[Dat
     """
     from reelops.steps import combine_datasets as work
 
-    info = work(base_version, new.path, dataset.path)
+    info = work(alias, new.path, dataset.path)
     dataset.metadata.update(info)
     return info["dataset_version"]

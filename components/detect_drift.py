@@ -1,7 +1,5 @@
 """Detect drift: new data against the model under an alias, and the retraining decision."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output
 
@@ -10,7 +8,7 @@ from reelops.components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def detect_drift(alias: str, dataset: Input[Dataset], min_new_labels: int, cooldown_days: float,
-                 findings: Output[Metrics]) -> NamedTuple("DriftDecision", decision=str, training_dataset_version=str):
+                 findings: Output[Metrics]) -> str:
     """Run every drift detector on the new data's windows and the retraining policy.
 
     Args:
@@ -21,15 +19,12 @@ def detect_drift(alias: str, dataset: Input[Dataset], min_new_labels: int, coold
         findings: alarms per detector, windows, verdict counts.
 
     Returns:
-        decision (``retrain`` or ``keep``) and the dataset version the model was trained on.
+        ``retrain`` or ``keep`` (one plain output: kfp.local resolves conditions on it).
     """
-    from collections import namedtuple
-
     from reelops.steps import detect_drift as work
 
     info = work(alias, dataset.path, min_new_labels, cooldown_days)
     for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
         findings.log_metric(f"{name}_alarms", info[f"{name}_alarms"])
     findings.metadata.update({k: v for k, v in info.items() if not k.endswith("_alarms")})
-    return namedtuple("DriftDecision", ["decision", "training_dataset_version"])(
-        info["retrain"], info["training_dataset_version"])
+    return info["retrain"]

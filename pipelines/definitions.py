@@ -71,7 +71,7 @@ def training_pipeline(source: str = DEFAULT_SOURCE, algorithm: str = "hybrid", h
         parameters_json: algorithm parameters, a JSON object.
         max_bad_share: the validation limit of bad rows.
     """
-    outcome = record_outcome(pipeline="reelops-training")
+    outcome = _resources(record_outcome(pipeline="reelops-training"), "0.5", "1G", cache=False)
     with dsl.ExitHandler(outcome, name="guarded"):
         raw = _with_secrets(_resources(ingest(source=source), "1", "2G", cache=False), mlflow=False, storage=True)
         raw.set_retry(3, backoff_duration="30s")
@@ -89,7 +89,7 @@ def batch_scoring_pipeline(alias: str = "production", k: int = 10):
         alias: the registry alias of the model that scores.
         k: recommendations per user.
     """
-    outcome = record_outcome(pipeline="reelops-batch-scoring")
+    outcome = _resources(record_outcome(pipeline="reelops-batch-scoring"), "0.5", "1G", cache=False)
     with dsl.ExitHandler(outcome, name="guarded"):
         scored = _with_secrets(_resources(batch_predict(alias=alias, k=k), "2", "4G", cache=False), storage=True)
         scored.set_retry(3, backoff_duration="30s")
@@ -110,7 +110,7 @@ def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,se
         algorithm, holdout, parameters_json: the retrain's training settings.
         max_bad_share: the validation limit of bad rows.
     """
-    outcome = record_outcome(pipeline="reelops-monitoring")
+    outcome = _resources(record_outcome(pipeline="reelops-monitoring"), "0.5", "1G", cache=False)
     with dsl.ExitHandler(outcome, name="guarded"):
         raw = _with_secrets(_resources(ingest(source=new_source), "1", "2G", cache=False), mlflow=False, storage=True)
         raw.set_retry(3, backoff_duration="30s")
@@ -118,8 +118,7 @@ def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,se
         drift = _with_secrets(_resources(detect_drift(alias=alias, dataset=validated.outputs["dataset"],
                                                       min_new_labels=min_new_labels, cooldown_days=cooldown_days),
                                          "1", "4G", cache=False), storage=True)
-        with dsl.If(drift.outputs["decision"] == "retrain", name="retrain"):
-            combined = _resources(combine_datasets(base_version=drift.outputs["training_dataset_version"],
-                                                   new=validated.outputs["dataset"]), "1", "4G", cache=False)
+        with dsl.If(drift.outputs["Output"] == "retrain", name="retrain"):
+            combined = _resources(combine_datasets(alias=alias, new=validated.outputs["dataset"]), "1", "4G", cache=False)
             _train_gate_register(combined.outputs["dataset"], combined.outputs["Output"], algorithm, holdout,
                                  parameters_json, "reelops-monitoring")

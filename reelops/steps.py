@@ -197,18 +197,21 @@ def detect_drift(alias: str, dataset_dir: str, min_new_labels: int, cooldown_day
             "training_dataset_version": monitor.model.metadata_.get("dataset_version", "")}
 
 
-def combine_datasets(base_version: str, new_dir: str, out_dir: str) -> dict:
-    """The training data of a retrain: the production model's dataset plus the new data.
+def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
+    """The training data of a retrain: the dataset of the model under ``alias`` plus the new data.
 
     A (user, movie) pair present in both keeps its newer rating; users and movies are the
     union (new rows win).
     """
+    from reelops import registry
+
     from reelops.data import load_dataset
     from reelops.data.validation import ValidatedData
     from reelops.data.lines import Quarantine
     from reelops.data.versions import write_version
     from reelops.data.validation import canonical_movies, canonical_ratings, canonical_users
 
+    base_version = registry.show(registry.resolve_alias(alias))["dataset_version"]
     base, new = load_dataset(base_version), load_dataset(new_dir)
     ratings = pd.concat([base["ratings"], new["ratings"]], ignore_index=True)
     ratings = ratings.sort_values("timestamp", kind="stable").drop_duplicates(["user_id", "movie_id"], keep="last")
