@@ -428,6 +428,39 @@ def _load_any_dataset(data: str) -> dict:
         return {"ratings": validated.ratings, "users": validated.users, "movies": validated.movies}
 
 
+# ---------------------------------------------------------------------------- serving
+
+
+def cmd_serve(args) -> None:
+    from reelops.serving.server import serve
+
+    serve(model_dir=args.model_dir, alias=args.model_alias, storage_uri=args.storage_uri, name=args.name,
+          http_port=args.port, grpc_port=None if args.no_grpc else args.grpc_port, logger_url=args.logger_url,
+          max_instances=args.max_instances)
+
+
+def cmd_predict(args) -> None:
+    from reelops.serving.client import recommend
+
+    try:
+        answers = recommend(args.url.rstrip("/"), args.user, k=args.k, protocol=args.protocol, name=args.name)
+    except RuntimeError as error:
+        raise CommandError(f"{args.url}: {error}") from error
+
+    def render(result):
+        from reelops.console import print_table
+
+        for answer in result["predictions"]:
+            titles = answer.get("titles") or [""] * len(answer["movie_ids"])
+            print_table([[rank + 1, movie, title, score] for rank, (movie, title, score)
+                         in enumerate(zip(answer["movie_ids"], titles, answer["scores"]))],
+                        ["rank", "movie", "title", "score"],
+                        title=f"user {answer['user_id']} (model version {answer.get('model_version')}, "
+                              f"path {answer.get('path', '-')})")
+
+    _emit(args, {"predictions": answers}, render)
+
+
 # ---------------------------------------------------------------------------- pipelines
 
 
@@ -623,6 +656,27 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--cooldown-days", type=float, default=7.0)
     monitor.add_argument("--dry-run", action="store_true", help="decide without recording a trigger")
     monitor.set_defaults(handler=cmd_monitor)
+
+    serve = commands.add_parser("serve", help="serve a model with KServe (V1, V2, gRPC, /metrics)")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model-alias", choices=["production", "canary", "previous"])
+    source.add_argument("--model-dir")
+    source.add_argument("--storage-uri", help="a KServe storage URI (gs://, s3://, pvc://, file://)")
+    serve.add_argument("--name", default="movie-recommender")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--grpc-port", type=int, default=8081)
+    serve.add_argument("--no-grpc", action="store_true")
+    serve.add_argument("--logger-url", help="send request/response CloudEvents here (KServe logger format)")
+    serve.add_argument("--max-instances", type=int, default=1000)
+    serve.set_defaults(handler=cmd_serve)
+
+    predict = with_json(commands.add_parser("predict", help="ask a running predictor for recommendations"))
+    predict.add_argument("--url", required=True)
+    predict.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
+    predict.add_argument("-k", type=int, default=10)
+    predict.add_argument("--protocol", choices=["v1", "v2"], default="v1")
+    predict.add_argument("--name", default="movie-recommender")
+    predict.set_defaults(handler=cmd_predict)
 
     pipeline = commands.add_parser("pipeline", help="compile, run locally, submit or schedule the KFP pipelines")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", metavar="ACTION")
