@@ -543,7 +543,33 @@ def cmd_run(args) -> None:
         summary["sample"] = [{"user_id": int(u), "movies": [model.titles_.get(int(m), str(m)) for m in group["movie_id"]]}
                              for u, group in sample.groupby("user_id")]
         del scoring
+        summary["serving"] = _serve_and_ask(table["user_id"].unique()[:3].tolist())
     _emit(args, summary, _render_run)
+
+
+def _serve_and_ask(user_ids: list) -> dict:
+    """Serve the production model on a free loopback port, ask it over HTTP, stop it."""
+    import socket
+    import subprocess
+
+    from reelops.serving.client import recommend, wait_until_ready
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "reelops.cli", "serve", "--model-alias", "production",
+                                "--port", str(port), "--no-grpc"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_ready(url, timeout=120, process=process)
+        answers = recommend(url, user_ids, k=5)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return {"url": url, "answers": answers}
 
 
 def _render_run(summary: dict) -> None:
@@ -561,6 +587,12 @@ def _render_run(summary: dict) -> None:
         print(f"batch scoring: {scoring['rows']:,} recommendations for {scoring['users']:,} users -> {scoring['table']}")
         for entry in summary["sample"]:
             print(f"  user {entry['user_id']}: " + "; ".join(entry["movies"]))
+    if "serving" in summary:
+        serving = summary["serving"]
+        print(f"served the production model at {serving['url']} (KServe, stopped again); answers over HTTP:")
+        for answer in serving["answers"]:
+            print(f"  user {answer['user_id']} (version {answer['model_version']}, {answer['path']}): "
+                  + "; ".join(answer["titles"]))
 
 
 # ---------------------------------------------------------------------------- parser
