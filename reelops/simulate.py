@@ -41,6 +41,8 @@ DEFAULT_EVENTS = {
     "popularity_shock": {"rating_share": 0.1},
 }
 ONSET_FRACTION = 0.6
+# Spread of the latent taste factors (users and movies): the signal a factor model can learn.
+FACTOR_SD = 0.5
 
 # ml-100k's star shares (1..5): the cut points are calibrated to reproduce them.
 TARGET_STAR_SHARES = np.array([0.061, 0.114, 0.271, 0.342, 0.212])
@@ -75,9 +77,9 @@ class WorldConfig:
     activity_sigma: float = 1.2
     popularity_sigma: float = 1.8
     affinity_choice_weight: float = 2.0
-    factor_choice_weight: float = 2.0
+    factor_choice_weight: float = 0.75
     n_factors: int = 8
-    noise_sd: float = 0.75
+    noise_sd: float = 0.65
     session_mean_size: float = 68.0
     start: str = "1997-09-20"
     days: int = 214
@@ -219,7 +221,7 @@ class World:
             + rng.normal(0, 0.3, (n, len(GENRES)))
         )
         bias = rng.normal(0, 0.4, n) + self.age_bias[age_band]
-        factors = rng.normal(0, 0.35, (n, self.config.n_factors))
+        factors = rng.normal(0, FACTOR_SD, (n, self.config.n_factors))
         return {"affinity": affinity.astype(np.float32), "bias": bias.astype(np.float32), "factors": factors.astype(np.float32)}
 
     def _build_base(self) -> None:
@@ -239,7 +241,7 @@ class World:
         self.movie_genres = self._sample_genres(cfg.n_movies, mrng)
         self.movie_year = self._sample_years(cfg.n_movies, mrng)
         self.movie_bias = mrng.normal(0, 0.45, cfg.n_movies).astype(np.float32)
-        self.movie_factors = mrng.normal(0, 0.35, (cfg.n_movies, cfg.n_factors)).astype(np.float32)
+        self.movie_factors = mrng.normal(0, FACTOR_SD, (cfg.n_movies, cfg.n_factors)).astype(np.float32)
         # Popularity follows quality a little and luck a lot (heavy tail).
         self.movie_log_popularity = (cfg.popularity_sigma * mrng.standard_normal(cfg.n_movies) + 0.8 * self.movie_bias).astype(np.float32)
         self.movie_released = np.full(cfg.n_movies, self.start, dtype=np.int64)
@@ -280,7 +282,7 @@ class World:
                 self.movie_genres = np.vstack([self.movie_genres, self._sample_genres(n_new, rng)])
                 self.movie_year = np.concatenate([self.movie_year, np.full(n_new, 1998)])
                 self.movie_bias = np.concatenate([self.movie_bias, rng.normal(0, 0.45, n_new).astype(np.float32)])
-                self.movie_factors = np.vstack([self.movie_factors, rng.normal(0, 0.35, (n_new, cfg.n_factors)).astype(np.float32)])
+                self.movie_factors = np.vstack([self.movie_factors, rng.normal(0, FACTOR_SD, (n_new, cfg.n_factors)).astype(np.float32)])
                 self.movie_log_popularity = np.concatenate(
                     [self.movie_log_popularity, (cfg.popularity_sigma * rng.standard_normal(n_new)).astype(np.float32)])
                 self.movie_released = np.concatenate([self.movie_released, np.full(n_new, self.onset)])

@@ -56,7 +56,8 @@ def test_population_shift_is_data_drift_in_user_features(setup):
 
 def test_new_releases_move_movie_features(setup):
     findings = _post_onset_findings(setup, "new_releases")
-    assert sum(f.detectors["movie_data_drift"].drift for f in findings) >= 3
+    flags = [f.detectors["movie_data_drift"].drift for f in findings]
+    assert any(flags[:2]) and sum(flags) >= 2  # caught within 2,000 ratings, and again after
 
 
 def test_unchanged_world_rarely_alarms(setup):

@@ -45,11 +45,11 @@ class Recommendations:
 
     def to_records(self, titles: dict | None = None) -> list:
         records = []
-        for row, user_id in enumerate(self.user_ids):
+        rounded = np.round(self.scores.astype(np.float64), 6)
+        for row, user_id in enumerate(self.user_ids.tolist()):
             valid = self.movie_ids[row] >= 0
             movies = self.movie_ids[row][valid].tolist()
-            record = {"user_id": int(user_id), "movie_ids": movies,
-                      "scores": [round(float(s), 6) for s in self.scores[row][valid]], "path": self.paths[row]}
+            record = {"user_id": user_id, "movie_ids": movies, "scores": rounded[row][valid].tolist(), "path": self.paths[row]}
             if titles is not None:
                 record["titles"] = [titles.get(m, "") for m in movies]
             records.append(record)
@@ -266,7 +266,7 @@ class Recommender(BaseEstimator, RegressorMixin):
         u = self.personal_index(ids)
         n_movies = len(self.movie_ids_)
         k = int(min(k, n_movies))
-        scores = np.empty((len(ids), n_movies), dtype=np.float64)
+        scores = np.empty((len(ids), n_movies), dtype=np.float32)
         paths = np.full(len(ids), POPULARITY, dtype=object)
         known = u >= 0
         if known.any():
@@ -274,7 +274,7 @@ class Recommender(BaseEstimator, RegressorMixin):
             paths[known] = PERSONAL
         unknown = ~known
         if unknown.any():
-            base = np.log(self.popularity_ + 1.0)
+            base = np.log(self.popularity_ + 1.0).astype(np.float32)
             scores[unknown] = base[None, :]
             side = self._side_rows(ids[unknown], demographics)
             if side is not None:

@@ -180,13 +180,16 @@ class RecommenderModel(kserve.Model):
             if answer["user_id"] < 0:
                 answer["user_id"] = None
             answer["model_version"] = self.version
-            self._count(answer["path"])
+        self._count([answer["path"] for answer in answers])
         return answers
 
-    def _count(self, path: str) -> None:
-        REQUESTS.labels(model_version=self.version, path=path).inc()
-        if path != "personal":
-            COLD_STARTS.labels(model_version=self.version, path=path).inc()
+    def _count(self, paths: list) -> None:
+        """One counter update per path and request (not per user: a 100-user request is one call)."""
+        for path in set(paths):
+            n = paths.count(path)
+            REQUESTS.labels(model_version=self.version, path=path).inc(n)
+            if path != "personal":
+                COLD_STARTS.labels(model_version=self.version, path=path).inc(n)
 
     # ------------------------------------------------------------------ V2
 
@@ -222,8 +225,7 @@ class RecommenderModel(kserve.Model):
 
     def _answer_v2(self, parsed: dict) -> InferResponse:
         result = self.recommender.recommend(parsed["users"], k=parsed["k"], exclude_rated=True)
-        for path in result.paths:
-            self._count(path)
+        self._count(result.paths)
         scores = np.nan_to_num(result.scores.astype(np.float32), nan=0.0)
         outputs = [InferOutput("movie_ids", list(result.movie_ids.shape), "INT64"),
                    InferOutput("scores", list(scores.shape), "FP32")]
