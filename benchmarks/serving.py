@@ -53,20 +53,6 @@ def ensure_wrk() -> str:
     return shutil.which("wrk")
 
 
-def wait_ready(url: str, timeout: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/models/movie-recommender", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(url)
-
-
 def load(wrk: str, url: str, connections: int, duration: int, script: Path) -> dict:
     out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
                           f"{url}/v1/models/movie-recommender:predict"], capture_output=True, text=True, check=True).stdout
@@ -100,6 +86,7 @@ def main() -> None:
     from reelops.console import print_table
     from reelops.data import ingest
     from reelops.models import train
+    from reelops.serving.client import wait_until_ready
 
     wrk = ensure_wrk()
     scratch = Path(tempfile.mkdtemp(prefix="reelops-bench-serving-"))
@@ -124,7 +111,7 @@ def main() -> None:
             process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             processes.append(process)
             url = f"http://127.0.0.1:{ports[name]}"
-            wait_ready(url)
+            wait_until_ready(url, timeout=120, process=process)
             load(wrk, url, 4, 2, script)  # warm-up
             results[name] = {c: load(wrk, url, c, args.duration, script) for c in (1, 4, 16)}
             if name == "reelops predictor":

@@ -33,18 +33,10 @@ def compile_pipeline(name: str, out_dir: str | os.PathLike) -> Path:
 
 
 def parse_params(pairs) -> dict:
-    """``key=value`` pairs; values that read as JSON numbers or booleans become those."""
-    params = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--param expects key=value, got {pair!r}")
-        try:
-            parsed = json.loads(value)
-            params[key] = parsed if isinstance(parsed, (int, float, bool)) else value
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
+    """Pipeline parameters from ``key=value`` pairs (see :func:`reelops.params.parse_key_values`)."""
+    from reelops.params import parse_key_values
+
+    return parse_key_values(pairs)
 
 
 def run_local(name: str, params: dict | None = None) -> dict:

@@ -40,6 +40,13 @@ def _with_secrets(task, mlflow: bool = True, storage: bool = False):
     return task
 
 
+def _ingest_and_validate(source, max_bad_share):
+    """ingest -> validate: the raw source becomes a dataset version (shared by two pipelines)."""
+    raw = _with_secrets(_resources(ingest(source=source), "1", "2G", cache=False), mlflow=False, storage=True)
+    raw.set_retry(3, backoff_duration="30s")
+    return _resources(validate(raw=raw.outputs["raw"], max_bad_share=max_bad_share), "1", "4G", cache=False)
+
+
 def _train_gate_register(dataset, dataset_version, algorithm: str, holdout: str, parameters_json: str, pipeline_name: str):
     """features -> train -> evaluate -> gate -> (if blessed) register: shared by two pipelines."""
     features = _resources(engineer_features(dataset=dataset, dataset_version=dataset_version, holdout=holdout),
@@ -73,9 +80,7 @@ def training_pipeline(source: str = DEFAULT_SOURCE, algorithm: str = "hybrid", h
     """
     outcome = _resources(record_outcome(pipeline="reelops-training"), "0.5", "1G", cache=False)
     with dsl.ExitHandler(outcome, name="guarded"):
-        raw = _with_secrets(_resources(ingest(source=source), "1", "2G", cache=False), mlflow=False, storage=True)
-        raw.set_retry(3, backoff_duration="30s")
-        validated = _resources(validate(raw=raw.outputs["raw"], max_bad_share=max_bad_share), "1", "4G", cache=False)
+        validated = _ingest_and_validate(source, max_bad_share)
         _train_gate_register(validated.outputs["dataset"], validated.outputs["Output"], algorithm, holdout,
                              parameters_json, "reelops-training")
 
@@ -112,9 +117,7 @@ def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,se
     """
     outcome = _resources(record_outcome(pipeline="reelops-monitoring"), "0.5", "1G", cache=False)
     with dsl.ExitHandler(outcome, name="guarded"):
-        raw = _with_secrets(_resources(ingest(source=new_source), "1", "2G", cache=False), mlflow=False, storage=True)
-        raw.set_retry(3, backoff_duration="30s")
-        validated = _resources(validate(raw=raw.outputs["raw"], max_bad_share=max_bad_share), "1", "4G", cache=False)
+        validated = _ingest_and_validate(new_source, max_bad_share)
         drift = _with_secrets(_resources(detect_drift(alias=alias, dataset=validated.outputs["dataset"],
                                                       min_new_labels=min_new_labels, cooldown_days=cooldown_days),
                                          "1", "4G", cache=False), storage=True)

@@ -206,10 +206,11 @@ def cmd_train(args) -> None:
     import time
 
     from reelops.models import train
+    from reelops.params import parse_key_values
 
     started = time.perf_counter()
     model = train(args.data, args.out, algorithm=args.algorithm, holdout=args.holdout,
-                  parameters=_parameters(args.param), progress=not args.json)
+                  parameters=parse_key_values(args.param), progress=not args.json)
     meta = model.metadata_
     result = {
         "model_dir": str(args.out), "algorithm": meta["algorithm"], "dataset_version": meta["dataset_version"],
@@ -224,24 +225,6 @@ def cmd_train(args) -> None:
         print(f"holdout {holdout['kind']}: {holdout['train_rows']:,} training rows, {holdout['test_rows']:,} held out")
 
     _emit(args, result, render)
-
-
-def _parameters(pairs) -> dict:
-    """``key=value`` pairs with numbers parsed (``--param n_factors=64``)."""
-    out = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CommandError(f"--param expects key=value, got {pair!r}")
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
 
 
 def cmd_evaluate(args) -> None:

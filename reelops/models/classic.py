@@ -236,12 +236,15 @@ class Ease(Recommender):
         self.ease_movies_, self.ease_weights_ = arrays["ease_movies"], arrays["ease_weights"]
 
 
-class Hybrid(Recommender):
+class Hybrid(SVDPlusPlus):
     """The default: SVD++ for ratings, EASE for ranking, side features and popularity for
     users the model has not seen.
 
     A model trained only to minimise rating error ranks poorly over the full catalogue, and
     a ranking model does not predict stars: each answer comes from the part made for it.
+
+    Args:
+        l2, max_movies: as :class:`Ease`; the others as :class:`SVDPlusPlus`.
     """
 
     algorithm = "hybrid"
@@ -249,31 +252,22 @@ class Hybrid(Recommender):
     def __init__(self, n_factors: int = 150, epochs: int = 60, learning_rate: float = 0.005, factor_reg: float = 0.1,
                  bias_reg: float = 0.02, init_std: float = 0.05, implicit_rate: float = 0.0005,
                  implicit_reg: float = 0.1, seed: int = 0, l2: float = 200.0, max_movies: int = 20_000):
-        self.n_factors = n_factors
-        self.epochs = epochs
-        self.learning_rate = learning_rate
-        self.factor_reg = factor_reg
-        self.bias_reg = bias_reg
-        self.init_std = init_std
-        self.implicit_rate = implicit_rate
-        self.implicit_reg = implicit_reg
-        self.seed = seed
+        super().__init__(n_factors=n_factors, epochs=epochs, learning_rate=learning_rate, factor_reg=factor_reg,
+                         bias_reg=bias_reg, init_std=init_std, implicit_rate=implicit_rate, implicit_reg=implicit_reg,
+                         seed=seed)
         self.l2 = l2
         self.max_movies = max_movies
 
     def _fit_core(self, users, movies, ratings, progress=False):
-        _factorize_plus(self, users, movies, ratings, progress)
+        super()._fit_core(users, movies, ratings, progress)
         _fit_ease(self, users, movies)
-
-    def _predict_known(self, users, movies):
-        return _mf_predict(self, users, movies)
 
     def _rank_known(self, users):
         return _ease_rank(self, users)
 
     def _state(self):
-        return {**MatrixFactorization._state(self), **Ease._state(self)}
+        return {**super()._state(), **Ease._state(self)}
 
     def _restore(self, arrays):
-        MatrixFactorization._restore(self, arrays)
+        super()._restore(arrays)
         Ease._restore(self, arrays)
