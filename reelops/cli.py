@@ -513,7 +513,10 @@ def cmd_run(args) -> None:
     blessings = sorted((workspace_dir() / "pipelines" / "runs").glob("reelops-training-*/gate/candidate/blessing.json"),
                        key=lambda p: p.stat().st_mtime)
     blessing = json.loads(blessings[-1].read_text()) if blessings else {}
-    summary = {"training": training, "gate": {k: blessing.get(k) for k in ("decision", "reasons", "compared_with")},
+    manifests = sorted((workspace_dir() / "pipelines" / "runs").glob("reelops-training-*/validate/dataset/manifest.json"),
+                       key=lambda p: p.stat().st_mtime)
+    manifest = json.loads(manifests[-1].read_text()) if manifests else {}
+    summary = {"training": training, "dataset": {k: manifest.get(k) for k in ("version", "counts", "quarantined", "warnings")}, "gate": {k: blessing.get(k) for k in ("decision", "reasons", "compared_with")},
                "registered": versions[0] if versions else None}
     if "production" in registry._aliases():
         scoring = _quiet_local_run("batch-scoring", {"alias": "production", "k": 10})
@@ -556,6 +559,14 @@ def _serve_and_ask(user_ids: list) -> dict:
 
 
 def _render_run(summary: dict) -> None:
+    dataset = summary["dataset"]
+    if dataset.get("counts"):
+        from reelops.console import print_table
+
+        rows = [[file, c["read"], c["valid"], c["quarantined"]] for file, c in dataset["counts"].items()]
+        print_table(rows, ["file", "read", "valid", "quarantined"], title=f"ingest: dataset {dataset['version']}")
+        for warning in dataset.get("warnings") or []:
+            print(f"warning: {warning}")
     gate = summary["gate"]
     print(f"gate: {str(gate.get('decision')).upper()}")
     for reason in gate.get("reasons") or []:
