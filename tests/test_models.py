@@ -169,3 +169,17 @@ def test_train_and_evaluate_commands(tmp_path, capsys):
     html = (tmp_path / "model" / "evaluation.html").read_text()
     assert "data:image/png;base64," in html and "RMSE by genre" in html
     assert main(["train", "--data", version, "--algorithm", "bogus", "--out", str(tmp_path / "x")]) != 0
+
+
+def test_models_follow_the_scikit_learn_estimator_protocol(small_world):
+    from sklearn.base import clone
+
+    model = make_model("sklearn-mf", epochs=5, n_factors=8)
+    copy = clone(model)
+    assert copy is not model and copy.get_params() == model.get_params()
+    assert copy.set_params(epochs=3).epochs == 3
+    train, test = _split(small_world)
+    fitted = copy.fit(train, users=small_world.users, movies=small_world.movies)
+    assert -1.0 < fitted.score(test) < 1.0
+    with pytest.raises(ValueError, match="invalid parameter 'epoch'"):
+        model.set_params(epoch=1)

@@ -1,7 +1,9 @@
 """The one model interface every recommender implements, with shared cold-start paths.
 
-A :class:`Recommender` is a scikit-learn estimator (``get_params``/``set_params``/``clone``
-work; ``fit(X, y)`` and ``predict(X)`` take a frame of ``user_id, movie_id``) with the
+A :class:`Recommender` follows the scikit-learn estimator protocol (``get_params``,
+``set_params``, ``sklearn.base.clone``, ``fit(X, y)``, ``predict(X)`` on a frame of
+``user_id, movie_id``, ``score`` as R²) without inheriting from scikit-learn: importing
+``sklearn.base`` costs every pipeline step about 1.6 s, and the protocol is duck-typed. It adds the
 recommender calls on top: rating prediction with the path that served it, top-K
 recommendation over the full catalogue, and save/load of a model directory that needs
 nothing else to load.
@@ -17,6 +19,7 @@ Every model shares three answer paths:
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import os
 from dataclasses import dataclass
@@ -25,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.base import BaseEstimator, RegressorMixin
 
 from reelops import buildinfo
 from reelops.features import FeatureSet, build_features, demographic_keys, user_feature_rows
@@ -71,7 +73,36 @@ def regularized_biases(users, movies, ratings, n_users, n_movies, user_reg=15.0,
     return mean, user_bias, movie_bias
 
 
-class Recommender(BaseEstimator, RegressorMixin):
+class EstimatorParams:
+    """The scikit-learn estimator protocol: parameters are the ``__init__`` arguments."""
+
+    @classmethod
+    def _get_param_names(cls) -> list:
+        if cls.__init__ is object.__init__:
+            return []
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values()
+                      if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The estimator's parameters (scikit-learn protocol)."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        """Set parameters (scikit-learn protocol); unknown names raise ValueError."""
+        valid = set(self._get_param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; valid: {', '.join(sorted(valid))}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({shown})"
+
+
+class Recommender(EstimatorParams):
     """Base class: id maps, biases, popularity, side features, save/load, the answer paths.
 
     Subclasses implement ``_fit_core``, ``_predict_known`` and optionally ``_rank_known``,
@@ -207,6 +238,13 @@ class Recommender(BaseEstimator, RegressorMixin):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """scikit-learn style: predicted ratings for the rows of a (user_id, movie_id) frame."""
         return self.predict_ratings(X["user_id"].to_numpy(), X["movie_id"].to_numpy())[0]
+
+    def score(self, X: pd.DataFrame, y=None) -> float:
+        """R² of the predicted ratings (what scikit-learn regressors report)."""
+        actual = np.asarray(X["rating"] if y is None else y, dtype=float)
+        residual = ((actual - self.predict(X)) ** 2).sum()
+        total = ((actual - actual.mean()) ** 2).sum()
+        return float(1.0 - residual / total) if total else 0.0
 
     # ------------------------------------------------------------------ ranking
 
