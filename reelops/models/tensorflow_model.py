@@ -11,9 +11,7 @@ import os
 
 import numpy as np
 
-from reelops.models.base import Recommender
-
-_STATE = ("tf_user_bias_", "tf_movie_bias_", "tf_user_factors_", "tf_movie_factors_")
+from reelops.models.classic import MatrixFactorization
 
 
 def _build_keras_model(n_users: int, n_movies: int, n_factors: int, reg: float, mean: float, seed: int):
@@ -43,8 +41,11 @@ def _build_keras_model(n_users: int, n_movies: int, n_factors: int, reg: float, 
     return BiasedMF()
 
 
-class TensorFlowMF(Recommender):
+class TensorFlowMF(MatrixFactorization):
     """Biased matrix factorization in Keras (Adam, large batches, per-example L2).
+
+    The trained tables are stored as the same arrays as :class:`MatrixFactorization`, so
+    prediction, ranking and persistence are shared and serving never needs TensorFlow.
 
     Defaults chosen on two folds of ml-100k (RMSE about 0.908, under 20 s per fit on 2 cores).
 
@@ -91,19 +92,11 @@ class TensorFlowMF(Recommender):
             model.fit(pairs, ratings.astype(np.float32), batch_size=self.batch_size, epochs=self.epochs, verbose=0,
                       shuffle=True, callbacks=[Progress()])
         self.keras_model_ = model
-        self.tf_mean_ = mean
-        self.tf_user_factors_ = model.user_factors.embeddings.numpy()
-        self.tf_movie_factors_ = model.movie_factors.embeddings.numpy()
-        self.tf_user_bias_ = model.user_bias.embeddings.numpy()[:, 0]
-        self.tf_movie_bias_ = model.movie_bias.embeddings.numpy()[:, 0]
-
-    def _predict_known(self, users, movies):
-        return (self.tf_mean_ + self.tf_user_bias_[users] + self.tf_movie_bias_[movies]
-                + np.einsum("ij,ij->i", self.tf_user_factors_[users], self.tf_movie_factors_[movies]))
-
-    def _rank_known(self, users):
-        return (self.tf_mean_ + self.tf_user_bias_[users][:, None] + self.tf_movie_bias_[None, :]
-                + self.tf_user_factors_[users] @ self.tf_movie_factors_.T)
+        self.mf_mean_ = mean
+        self.user_factors_ = model.user_factors.embeddings.numpy()
+        self.movie_factors_ = model.movie_factors.embeddings.numpy()
+        self.mf_user_bias_ = model.user_bias.embeddings.numpy()[:, 0]
+        self.mf_movie_bias_ = model.movie_bias.embeddings.numpy()[:, 0]
 
     def save(self, folder, metadata=None):
         path = super().save(folder, metadata)
@@ -111,11 +104,3 @@ class TensorFlowMF(Recommender):
             (path / "keras").mkdir(exist_ok=True)
             self.keras_model_.save_weights(path / "keras" / "biased_mf.weights.h5")
         return path
-
-    def _state(self):
-        return {"tf_mean": np.array(self.tf_mean_), **{name.rstrip("_"): getattr(self, name) for name in _STATE}}
-
-    def _restore(self, arrays):
-        self.tf_mean_ = float(arrays["tf_mean"])
-        for name in _STATE:
-            setattr(self, name, arrays[name.rstrip("_")])
