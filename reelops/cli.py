@@ -9,6 +9,7 @@ and the data commands start quickly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -47,21 +48,21 @@ def _source_size(source: str) -> int:
     return path.stat().st_size if path.is_file() else 0
 
 
+@contextlib.contextmanager
 def _stage_progress(args, source: str, stages: int):
-    """A progress bar over the ingest stages for large inputs; None for small ones."""
+    """Yield a stage callback drawing a progress bar for large inputs, or None for small ones."""
     from reelops.console import progress
 
-    enabled = not args.json and _source_size(source) > 20 * 1024 * 1024
-    if not enabled:
-        return None, None
-    manager = progress(stages, f"ingest {os.path.basename(source.rstrip('/'))}", unit="stage")
-    bar = manager.__enter__()
+    if args.json or _source_size(source) <= 20 * 1024 * 1024:
+        yield None
+        return
+    with progress(stages, f"ingest {os.path.basename(source.rstrip('/'))}", unit="stage") as bar:
 
-    def on_stage(name):
-        bar.set_postfix_str(name)
-        bar.update(1)
+        def on_stage(name):
+            bar.set_postfix_str(name)
+            bar.update(1)
 
-    return manager, on_stage
+        yield on_stage
 
 
 def _render_ingest(result: dict) -> None:
@@ -96,12 +97,8 @@ def _render_ingest(result: dict) -> None:
 def cmd_data_ingest(args) -> None:
     from reelops.data import ingest
 
-    manager, on_stage = _stage_progress(args, args.source, 4)
-    try:
+    with _stage_progress(args, args.source, 4) as on_stage:
         result = ingest(args.source, store=args.out, max_bad_share=args.max_bad_share, on_stage=on_stage)
-    finally:
-        if manager:
-            manager.__exit__(None, None, None)
     summary = result.to_dict()
     summary["bad_rows"] = result.validated.quarantine.rows
     _emit(args, summary, _render_ingest)
@@ -110,12 +107,8 @@ def cmd_data_ingest(args) -> None:
 def cmd_data_validate(args) -> None:
     from reelops.data import validate_source
 
-    manager, on_stage = _stage_progress(args, args.source, 3)
-    try:
+    with _stage_progress(args, args.source, 3) as on_stage:
         validated = validate_source(args.source, max_bad_share=args.max_bad_share, on_stage=on_stage)
-    finally:
-        if manager:
-            manager.__exit__(None, None, None)
     summary = {
         "layout": validated.layout,
         "counts": validated.counts,
@@ -469,7 +462,6 @@ def cmd_pipeline(args) -> None:
 
 def _quiet_local_run(name: str, params: dict, verbose: bool = False) -> dict:
     """Run a pipeline locally; KFP's per-task logs go to a file unless ``verbose``."""
-    import contextlib
     import logging
 
     from reelops import pipelines
@@ -519,7 +511,7 @@ def cmd_run(args) -> None:
     summary = {"training": training, "dataset": {k: manifest.get(k) for k in ("version", "counts", "quarantined", "warnings")}, "gate": {k: blessing.get(k) for k in ("decision", "reasons", "compared_with")},
                "registered": versions[0] if versions else None}
     if "production" in registry._aliases():
-        scoring = _quiet_local_run("batch-scoring", {"alias": "production", "k": 10})
+        _quiet_local_run("batch-scoring", {"alias": "production", "k": 10})
         tables = sorted((workspace_dir() / "pipelines" / "runs").glob("reelops-batch-scoring-*/batch-predict/predictions"),
                         key=lambda p: p.stat().st_mtime)
         table = pd.read_parquet(tables[-1])
@@ -528,7 +520,6 @@ def cmd_run(args) -> None:
         sample = table[table["user_id"].isin(table["user_id"].unique()[:3]) & (table["rank"] <= 5)]
         summary["sample"] = [{"user_id": int(u), "movies": [model.titles_.get(int(m), str(m)) for m in group["movie_id"]]}
                              for u, group in sample.groupby("user_id")]
-        del scoring
         summary["serving"] = _serve_and_ask(table["user_id"].unique()[:3].tolist())
     _emit(args, summary, _render_run)
 

@@ -439,6 +439,4 @@ def load_by_alias(alias: str = "production"):
     from reelops.models import load_model
 
     version = resolve_alias(alias)
-    model = load_model(download_model(version))
-    model.registry_version_ = version
-    return model, version
+    return load_model(download_model(version)), version

@@ -206,10 +206,9 @@ def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     from reelops import registry
 
     from reelops.data import load_dataset
-    from reelops.data.validation import ValidatedData
     from reelops.data.lines import Quarantine
+    from reelops.data.validation import ValidatedData, canonical_movies, canonical_ratings, canonical_users
     from reelops.data.versions import write_version
-    from reelops.data.validation import canonical_movies, canonical_ratings, canonical_users
 
     base_version = registry.show(registry.resolve_alias(alias))["dataset_version"]
     base, new = load_dataset(base_version), load_dataset(new_dir)

@@ -101,8 +101,8 @@ class RecommenderModel(kserve.Model):
         else:
             directory = self.model_dir
         self.recommender = load_model(directory)
-        meta = self.recommender.metadata_
-        self.version = self.version or meta.get("registry_version") or Path(directory).name
+        # A registry alias names its version; a model directory is known by its folder name.
+        self.version = self.version or Path(directory).name
         self.recommender.recommend(self.recommender.user_ids_[:1], k=1)  # warm caches before traffic
         self.ready = True
         return self.ready
