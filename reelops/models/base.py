@@ -34,6 +34,9 @@ from reelops.features import FeatureSet, build_features, demographic_keys, user_
 
 PERSONAL, SIDE_FEATURES, POPULARITY = "personal", "side_features", "popularity"
 MODEL_FORMAT = 1
+# Up to this many users a request is ranked on the calling thread (online serving); larger
+# batches spread users over the cores.
+FEW_USERS = 16
 
 
 @dataclass
@@ -46,12 +49,16 @@ class Recommendations:
     paths: list
 
     def to_records(self, titles: dict | None = None) -> list:
+        """One JSON-ready dict per user: movie ids, scores (6 decimals), titles, path."""
         records = []
-        rounded = np.round(self.scores.astype(np.float64), 6)
+        all_movies = self.movie_ids.tolist()
+        all_scores = np.round(self.scores.astype(np.float64), 6).tolist()
         for row, user_id in enumerate(self.user_ids.tolist()):
-            valid = self.movie_ids[row] >= 0
-            movies = self.movie_ids[row][valid].tolist()
-            record = {"user_id": user_id, "movie_ids": movies, "scores": rounded[row][valid].tolist(), "path": self.paths[row]}
+            movies, scores = all_movies[row], all_scores[row]
+            if -1 in movies:  # fewer than k movies were left (-1 pads)
+                keep = [i for i, m in enumerate(movies) if m >= 0]
+                movies, scores = [movies[i] for i in keep], [scores[i] for i in keep]
+            record = {"user_id": user_id, "movie_ids": movies, "scores": scores, "path": self.paths[row]}
             if titles is not None:
                 record["titles"] = [titles.get(m, "") for m in movies]
             records.append(record)
@@ -189,7 +196,9 @@ class Recommender(EstimatorParams):
         a new user: it is served by the side features, not by an empty history.
         """
         index = self.user_index(user_ids)
-        history = np.diff(self.seen_indptr_) > 0
+        history = self.__dict__.get("_has_history_cache")
+        if history is None:  # built once: recomputing it per request costs as much as the lookup
+            history = self.__dict__["_has_history_cache"] = np.diff(self.seen_indptr_) > 0
         return np.where((index >= 0) & history[np.maximum(index, 0)], index, -1)
 
     def movie_index(self, movie_ids) -> np.ndarray:
@@ -304,9 +313,27 @@ class Recommender(EstimatorParams):
         u = self.personal_index(ids)
         n_movies = len(self.movie_ids_)
         k = int(min(k, n_movies))
-        scores = np.empty((len(ids), n_movies), dtype=np.float32)
-        paths = np.full(len(ids), POPULARITY, dtype=object)
         known = u >= 0
+        if known.all():  # the usual online case: no copy through a boolean index
+            scores = self._rank_known(u).astype(np.float32, copy=False)
+            paths = [PERSONAL] * len(ids)
+        else:
+            scores, paths = self._rank_mixed(ids, u, known, demographics)
+        from reelops.models import _kernels
+
+        excluded_of = u if exclude_rated else np.full(len(u), -1)
+        top = np.empty((len(ids), k), dtype=np.int64)
+        top_scores = np.empty((len(ids), k), dtype=np.float32)
+        select = _kernels.top_k_rows if len(ids) <= FEW_USERS else _kernels.top_k_rows_parallel
+        select(scores, self.seen_indptr_, self.seen_items_, excluded_of, k, top, top_scores)
+        finite = np.isfinite(top_scores)
+        movie_ids = np.where(finite, self.movie_ids_[top], -1)
+        return Recommendations(ids, movie_ids, np.where(finite, top_scores, np.nan), paths)
+
+    def _rank_mixed(self, ids, u, known, demographics) -> tuple:
+        """Scores and paths when some users are new: side features or popularity serve them."""
+        scores = np.empty((len(ids), len(self.movie_ids_)), dtype=np.float32)
+        paths = np.full(len(ids), POPULARITY, dtype=object)
         if known.any():
             scores[known] = self._rank_known(u[known])
             paths[known] = PERSONAL
@@ -320,14 +347,14 @@ class Recommender(EstimatorParams):
                 rows = np.flatnonzero(unknown)[described]
                 scores[rows] = base[None, :] + membership[described] @ self.side_lift_
                 paths[rows] = SIDE_FEATURES
-        if exclude_rated and known.any():
-            for row in np.flatnonzero(known):
-                user = u[row]
-                scores[row, self.seen_items_[self.seen_indptr_[user]: self.seen_indptr_[user + 1]]] = -np.inf
-        top = top_k_indexes(scores, k)
-        top_scores = np.take_along_axis(scores, top, axis=1)
-        movie_ids = np.where(np.isfinite(top_scores), self.movie_ids_[top], -1)
-        return Recommendations(ids, movie_ids, np.where(np.isfinite(top_scores), top_scores, np.nan), paths.tolist())
+        return scores, paths.tolist()
+
+    def warm_up(self) -> None:
+        """Compile the ranking kernels (or load them from numba's cache) and touch the
+        model's arrays, for one user and for a batch, before the first request."""
+        users = self.user_ids_[: FEW_USERS + 1]
+        self.recommend(users[:1], k=1)
+        self.recommend(users, k=1)
 
     def seen_movies(self, user_id) -> np.ndarray:
         """Movie ids the user rated in training (empty for unknown users)."""
@@ -392,16 +419,6 @@ def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
     position = np.searchsorted(sorted_ids, ids)
     position = np.minimum(position, len(sorted_ids) - 1)
     return np.where(sorted_ids[position] == ids, position, -1)
-
-
-def top_k_indexes(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indexes of each row's k best scores, best first (ties by lower index)."""
-    if k >= scores.shape[1]:
-        return np.argsort(-scores, axis=1, kind="stable")
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part.sort(axis=1)  # ties resolve by index, whatever argpartition returned
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
 
 
 def load_model(folder: str | os.PathLike) -> Recommender:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from reelops.models.base import Recommender, regularized_biases
+from reelops.models.base import FEW_USERS, Recommender, regularized_biases
 
 
 class BiasBaseline(Recommender):
@@ -152,7 +152,6 @@ def _fit_ease(model, users, movies):
     column = np.full(n_movies, -1)
     column[candidates] = np.arange(len(candidates))
     keep = column[movies] >= 0
-    # float32 like the weights: a float64 matrix would make scipy upcast (copy) the weights per call.
     interactions = sparse.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (users[keep], column[movies[keep]])),
                                      shape=(n_users, len(candidates)))
     gram = (interactions.T @ interactions).toarray()
@@ -162,23 +161,22 @@ def _fit_ease(model, users, movies):
     weights[np.diag_indices_from(weights)] = 0.0
     model.ease_movies_ = candidates
     model.ease_weights_ = weights.astype(np.float32)
-    model.interactions_ = interactions
 
 
 def _ease_rank(model, users):
+    from reelops.models import _kernels
+
+    column = _ease_columns(model)
+    sum_rows = _kernels.sum_rows if len(users) <= FEW_USERS else _kernels.sum_rows_parallel
     # float32 end to end: half the memory traffic of the top-K selection that follows.
-    scores = np.full((len(users), len(model.movie_ids_)), -1e9, dtype=np.float32)  # movies outside the cap rank last
-    if len(users) <= 16:
-        # A few users (online serving): sum the weight rows of what each user rated; a
-        # sparse row slice costs more than the arithmetic for one user.
-        column = _ease_columns(model)
-        for row, user in enumerate(users):
-            rated = column[model.seen_items_[model.seen_indptr_[user]: model.seen_indptr_[user + 1]]]
-            scores[row, model.ease_movies_] = model.ease_weights_[rated[rated >= 0]].sum(axis=0)
+    if len(model.ease_movies_) == len(model.movie_ids_):  # every movie has weights
+        scores = np.empty((len(users), len(model.movie_ids_)), dtype=np.float32)
+        sum_rows(model.ease_weights_, model.seen_indptr_, model.seen_items_, column, users, scores)
         return scores
-    if not hasattr(model, "interactions_"):
-        model.interactions_ = _interactions_from_seen(model)
-    scores[:, model.ease_movies_] = model.interactions_[users] @ model.ease_weights_
+    capped = np.empty((len(users), len(model.ease_movies_)), dtype=np.float32)
+    sum_rows(model.ease_weights_, model.seen_indptr_, model.seen_items_, column, users, capped)
+    scores = np.full((len(users), len(model.movie_ids_)), -1e9, dtype=np.float32)  # movies outside the cap rank last
+    scores[:, model.ease_movies_] = capped
     return scores
 
 
@@ -190,16 +188,6 @@ def _ease_columns(model) -> np.ndarray:
         cached[model.ease_movies_] = np.arange(len(model.ease_movies_))
         model.__dict__["_ease_columns_cache"] = cached
     return cached
-
-
-def _interactions_from_seen(model):
-    """The (user x capped movie) matrix of a loaded model, rebuilt from its seen items."""
-    column = _ease_columns(model)
-    indptr, items = model.seen_indptr_, model.seen_items_
-    owners = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    keep = column[items] >= 0
-    return sparse.csr_matrix((np.ones(keep.sum(), dtype=np.float32), (owners[keep], column[items[keep]])),
-                             shape=(len(indptr) - 1, len(model.ease_movies_)))
 
 
 class SVDPlusPlus(MatrixFactorization):

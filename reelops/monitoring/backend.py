@@ -29,17 +29,25 @@ def alibi():
     # to stderr about things that do not concern a drift check.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     logging.getLogger("alibi_detect").setLevel(logging.ERROR)
-    blocked = "tensorflow" not in sys.modules
-    if blocked:
-        sys.modules["tensorflow"] = None  # alibi-detect then skips its TensorFlow backend
+    # alibi-detect enables its TensorFlow backend when tensorflow and tensorflow_probability
+    # import; hiding both for the import keeps it on numpy/scipy and saves seconds. When
+    # TensorFlow is already loaded (training the TensorFlow model) it is hidden too and put
+    # back afterwards: with TensorFlow visible but tensorflow_probability not, alibi-detect
+    # half-enables its TensorFlow parts and fails.
+    hidden = {name: sys.modules.get(name) for name in ("tensorflow", "tensorflow_probability")}
+    for name in hidden:
+        sys.modules[name] = None
     try:
         from alibi_detect.cd import ChiSquareDrift, KSDrift, TabularDrift
         from alibi_detect.saving import load_detector, save_detector
     except ImportError as error:
         raise ImportError(f"monitoring needs alibi-detect (pip install 'alibi-detect==0.13.0'): {error}") from error
     finally:
-        if blocked and sys.modules.get("tensorflow", 0) is None:
-            del sys.modules["tensorflow"]  # a later `import tensorflow` in this process must still work
+        for name, module in hidden.items():
+            if module is not None:
+                sys.modules[name] = module
+            elif sys.modules.get(name, 0) is None:
+                del sys.modules[name]  # a later import of it in this process must still work
     _alibi = {"TabularDrift": TabularDrift, "KSDrift": KSDrift, "ChiSquareDrift": ChiSquareDrift,
               "save_detector": save_detector, "load_detector": load_detector}
     return _alibi

@@ -80,6 +80,7 @@ class RecommenderModel(kserve.Model):
         self.load_delay = float(os.environ.get("REELOPS_SERVE_LOAD_DELAY", load_delay))
         self.recommender = None
         self.version = None
+        self._counter_cache: dict = {}
 
     # ------------------------------------------------------------------ loading
 
@@ -103,7 +104,7 @@ class RecommenderModel(kserve.Model):
         self.recommender = load_model(directory)
         # A registry alias names its version; a model directory is known by its folder name.
         self.version = self.version or Path(directory).name
-        self.recommender.recommend(self.recommender.user_ids_[:1], k=1)  # warm caches before traffic
+        self.recommender.warm_up()  # compiled kernels and caches ready before traffic
         self.ready = True
         return self.ready
 
@@ -187,9 +188,19 @@ class RecommenderModel(kserve.Model):
         """One counter update per path and request (not per user: a 100-user request is one call)."""
         for path in set(paths):
             n = paths.count(path)
-            REQUESTS.labels(model_version=self.version, path=path).inc(n)
+            for counter in self._counters(path):
+                counter.inc(n)
+
+    def _counters(self, path: str) -> tuple:
+        """The labelled counters of a path, looked up once (``labels()`` takes a lock per call)."""
+        key = (self.version, path)
+        counters = self._counter_cache.get(key)
+        if counters is None:
+            counters = (REQUESTS.labels(model_version=self.version, path=path),)
             if path != "personal":
-                COLD_STARTS.labels(model_version=self.version, path=path).inc(n)
+                counters += (COLD_STARTS.labels(model_version=self.version, path=path),)
+            self._counter_cache[key] = counters
+        return counters
 
     # ------------------------------------------------------------------ V2
 
@@ -237,9 +248,11 @@ class RecommenderModel(kserve.Model):
     # ------------------------------------------------------------------ kserve hooks
 
     async def preprocess(self, payload, headers=None):
-        request_id = (headers or {}).get("x-request-id") or str(uuid.uuid4())
         parsed = self._parse_v2(payload) if isinstance(payload, InferRequest) else self._parse_v1(payload)
+        request_id = (headers or {}).get("x-request-id")
         if self.payload_logger is not None:
+            # Only logged events need an id that pairs request with response.
+            request_id = request_id or str(uuid.uuid4())
             body = payload.to_rest() if isinstance(payload, InferRequest) else payload
             self.payload_logger.log("org.kubeflow.serving.inference.request", request_id, body, self._source())
         return {"parsed": parsed, "request_id": request_id}
