@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from reelops.models.base import FEW_USERS, Recommender, regularized_biases
+from reelops.models.base import Recommender, regularized_biases
 
 
 class BiasBaseline(Recommender):
@@ -33,7 +33,7 @@ class Popularity(Recommender):
 
     algorithm = "popularity"
 
-    def _rank_known(self, users):
+    def _rank_known(self, users, parallel=False):
         return np.broadcast_to(self.popularity_, (len(users), len(self.popularity_))).copy()
 
 
@@ -130,7 +130,7 @@ class MatrixFactorization(Recommender):
     def _predict_known(self, users, movies):
         return _mf_predict(self, users, movies)
 
-    def _rank_known(self, users):
+    def _rank_known(self, users, parallel=False):
         return (self.mf_mean_ + self.mf_user_bias_[users][:, None] + self.mf_movie_bias_[None, :]
                 + self.user_factors_[users] @ self.movie_factors_.T)
 
@@ -163,11 +163,11 @@ def _fit_ease(model, users, movies):
     model.ease_weights_ = weights.astype(np.float32)
 
 
-def _ease_rank(model, users):
+def _ease_rank(model, users, parallel: bool):
     from reelops.models import _kernels
 
     column = _ease_columns(model)
-    sum_rows = _kernels.sum_rows if len(users) <= FEW_USERS else _kernels.sum_rows_parallel
+    sum_rows = _kernels.sum_rows_parallel if parallel else _kernels.sum_rows
     # float32 end to end: half the memory traffic of the top-K selection that follows.
     if len(model.ease_movies_) == len(model.movie_ids_):  # every movie has weights
         scores = np.empty((len(users), len(model.movie_ids_)), dtype=np.float32)
@@ -231,8 +231,8 @@ class Ease(Recommender):
     def _fit_core(self, users, movies, ratings, progress=False):
         _fit_ease(self, users, movies)
 
-    def _rank_known(self, users):
-        return _ease_rank(self, users)
+    def _rank_known(self, users, parallel=False):
+        return _ease_rank(self, users, parallel)
 
     def _state(self):
         return {"ease_movies": self.ease_movies_, "ease_weights": self.ease_weights_}
@@ -267,8 +267,8 @@ class Hybrid(SVDPlusPlus):
         super()._fit_core(users, movies, ratings, progress)
         _fit_ease(self, users, movies)
 
-    def _rank_known(self, users):
-        return _ease_rank(self, users)
+    def _rank_known(self, users, parallel=False):
+        return _ease_rank(self, users, parallel)
 
     def _state(self):
         return {**super()._state(), **Ease._state(self)}

@@ -173,8 +173,9 @@ class RecommenderModel(kserve.Model):
             if instance["movie_id"] is None:
                 groups.setdefault((instance["k"], instance["exclude_rated"]), []).append(p)
         for (k, exclude), positions in groups.items():
+            # One thread per request: the server's cores belong to the HTTP loop and the clients too.
             result = self.recommender.recommend([instances[p]["user_id"] for p in positions], k=k,
-                                                exclude_rated=exclude, demographics=demographics)
+                                                exclude_rated=exclude, demographics=demographics, parallel=False)
             for row, record in enumerate(result.to_records(self.recommender.titles_)):
                 answers[positions[row]] = record
         for answer in answers:
@@ -235,7 +236,7 @@ class RecommenderModel(kserve.Model):
         return {"users": users, "k": k, "id": request.id or str(uuid.uuid4()), "from_grpc": request.from_grpc}
 
     def _answer_v2(self, parsed: dict) -> InferResponse:
-        result = self.recommender.recommend(parsed["users"], k=parsed["k"], exclude_rated=True)
+        result = self.recommender.recommend(parsed["users"], k=parsed["k"], exclude_rated=True, parallel=False)
         self._count(result.paths)
         scores = np.nan_to_num(result.scores.astype(np.float32), nan=0.0)
         outputs = [InferOutput("movie_ids", list(result.movie_ids.shape), "INT64"),
