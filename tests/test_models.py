@@ -116,6 +116,45 @@ def test_save_load_gives_identical_answers(small_world, tmp_path, algorithm):
     assert "users" in description["feature_schema"]
 
 
+def test_top_k_kernels_match_a_stable_sort_with_exclusions():
+    from reelops.models import _kernels
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        rows, width = int(rng.integers(1, 30)), int(rng.integers(2, 50))
+        k = int(rng.integers(1, width + 1))
+        scores = rng.integers(0, 4, (rows, width)).astype(np.float32)  # many ties
+        lengths = rng.integers(0, width, rows)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        items = np.concatenate([rng.choice(width, n, replace=False) for n in lengths]).astype(np.int64)
+        users = np.where(rng.random(rows) < 0.3, -1, np.arange(rows))  # -1: nothing excluded
+        masked = scores.copy()
+        for row in range(rows):
+            if users[row] >= 0:
+                masked[row, items[indptr[row]: indptr[row + 1]]] = -np.inf
+        expected = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+        for kernel in (_kernels.top_k_rows, _kernels.top_k_rows_parallel):
+            top, top_scores = np.empty((rows, k), np.int64), np.empty((rows, k), np.float32)
+            kernel(scores.copy(), indptr, items, users, k, top, top_scores)
+            assert np.array_equal(top, expected)
+            assert np.array_equal(top_scores, np.take_along_axis(masked, expected, 1))
+
+
+@pytest.mark.parametrize("algorithm", ["hybrid", "sklearn-mf"])
+def test_one_user_at_a_time_matches_the_batch(small_world, algorithm):
+    """Serving ranks one user on the calling thread; batches go parallel: same answers."""
+    model = make_model(algorithm, **FAST.get(algorithm, {})).fit(small_world.ratings, users=small_world.users,
+                                                                    movies=small_world.movies)
+    users = np.concatenate([model.user_ids_[:40], [99999]])  # an unknown user among them
+    batch = model.recommend(users, k=7, parallel=True)
+    for row, user in enumerate(users):
+        single = model.recommend([user], k=7, parallel=False)
+        assert np.array_equal(single.movie_ids[0], batch.movie_ids[row]) and single.paths[0] == batch.paths[row]
+        np.testing.assert_allclose(single.scores[0], batch.scores[row], rtol=1e-5)
+        seen = set(model.seen_movies(user))
+        assert not seen & set(single.movie_ids[0].tolist())
+
+
 def test_unknown_ids_get_answers_with_their_path(small_world):
     model = make_model("baseline").fit(small_world.ratings, users=small_world.users, movies=small_world.movies)
     ratings, paths = model.predict_ratings([1, 99999, 1], [1, 1, 99999])
