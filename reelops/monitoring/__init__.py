@@ -10,9 +10,10 @@ Detect detectors through ``save_detector``), and fed windows of production data:
   features (Alibi Detect ``TabularDrift``), Bonferroni over features;
 - **movie data drift**: release year, primary genre and training-popularity band of the
   movies rated, at most ``pairs_per_user`` ratings per user;
-- **prediction drift**: the model's predicted ratings and the training popularity of the
-  movies it is asked about (``TabularDrift``), and how concentrated the window's activity
-  is on one title (a z-test against the training windows);
+- **prediction drift**: the model's predicted ratings for known users (against held-out
+  rows) and the training popularity of the movies every user asks about (against
+  training windows), each a ``TabularDrift``, and how concentrated the window's activity
+  is on one title (a z-test of its log against the training windows);
 - **model drift**: once ratings (labels) arrive, the absolute error of the personal path
   against the error on held-out rows at training time, and the signed error per genre;
   a cluster-robust t-test (users are the clusters: one user's errors are not independent),
@@ -174,10 +175,14 @@ class Monitor:
             "log_sd": float(log_concentration.std(ddof=1)) if len(log_concentration) > 1 else 0.0,
             "windows": len(log_concentration)}
         # Predictions and errors: on held-out rows, which the model did not see in training.
+        # The popularity of what is asked about: from training windows, which hold users at
+        # every stage (newcomers ask about more popular titles than old hands).
+        popularity_rows = [self._prediction_features(w, seed=i)[1] for i, w in enumerate(windows)]
+        self.detectors["asked_popularity"] = self.backend.tabular(np.vstack(popularity_rows), {}, self.p_value / 4)
         if len(heldout_rows):
-            prediction_rows = [self._prediction_features(w, movies, seed=i)[0]
-                               for i, w in enumerate(time_windows(heldout_rows, self.window_size) or [heldout_rows])]
-            self.detectors["prediction_drift"] = self.backend.tabular(np.vstack(prediction_rows), {}, self.p_value / 2)
+            rating_rows = [self._prediction_features(w, seed=i)[0]
+                           for i, w in enumerate(time_windows(heldout_rows, self.window_size) or [heldout_rows])]
+            self.detectors["prediction_drift"] = self.backend.tabular(np.vstack(rating_rows), {}, self.p_value / 4)
             # Only the personal path is judged: a reference for the side-feature path (held-out
             # users served as if new) proved optimistic, because those users' own training
             # rows shaped the side features, and it alarmed in an unchanged world.
@@ -289,29 +294,34 @@ class Monitor:
             unjudged["missing_year"] = int((~np.isfinite(rows[:, 0]) & ~unknown_movie).sum())
         return rows[ok].astype(float), unjudged
 
-    def _prediction_features(self, window: pd.DataFrame, movies: pd.DataFrame, seed: int) -> tuple:
-        """One row per user: the predicted rating of one of its personal-path pairs, and the
-        mean log training popularity of up to ``pairs_per_user`` movies it is asked about.
+    def _prediction_features(self, window: pd.DataFrame, seed: int) -> tuple:
+        """What the model is asked and answers, per user: ``(ratings, popularity, unjudged)``.
 
-        One prediction per user, because a user's predictions share its bias (counting
-        them all would make every window look drifted); users the model cannot serve
-        personally (cold start) are not judged here: newcomers arrive all the time.
+        ``ratings``: one predicted rating per known user (a personal-path pair when it has
+        one, else the model's fallback for a movie new to it, mean + user bias); one per
+        user because a user's predictions share its bias (counting them all would make
+        every window look drifted). Users the model has never seen are not judged here:
+        newcomers arrive all the time. ``popularity``: the mean log training popularity of
+        up to ``pairs_per_user`` movies each user (known or new) asks about, 0 for a movie
+        new to the model; the request, not the user, decides it, so every user counts.
         """
         sample = _sample_per_user(window, self.pairs_per_user, seed)
         user_ids, movie_ids = sample["user_id"].to_numpy(), sample["movie_id"].to_numpy()
-        served = (self.model.personal_index(user_ids) >= 0) & (self.model.movie_index(movie_ids) >= 0)
+        known = self.model.personal_index(user_ids) >= 0
+        personal = known & (self.model.movie_index(movie_ids) >= 0)
         predicted = np.full(len(sample), np.nan)
-        predicted[served] = self.model.predict_ratings(user_ids[served], movie_ids[served])[0]
+        predicted[known] = self.model.predict_ratings(user_ids[known], movie_ids[known])[0]
         popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_).reindex(sample["movie_id"]).fillna(0.0)
-        _, user = np.unique(sample["user_id"].to_numpy(), return_inverse=True)
+        _, user = np.unique(user_ids, return_inverse=True)
         n_users = user.max() + 1 if len(user) else 0
         log_popularity = np.bincount(user, np.log1p(popularity.to_numpy()), n_users) / np.bincount(user, minlength=n_users)
-        personal = np.flatnonzero(served)
         first_prediction = np.full(n_users, np.nan)
-        first_prediction[user[personal][::-1]] = predicted[personal][::-1]  # the first personal pair wins
-        rows = np.column_stack([first_prediction, log_popularity])
-        cold = ~np.isfinite(rows[:, 0])
-        return rows[~cold], ({"users_without_personal_predictions": int(cold.sum())} if cold.any() else {})
+        # Reversed assignment: the first pair written last wins; personal pairs after the others.
+        for rows in (np.flatnonzero(known & ~personal), np.flatnonzero(personal)):
+            first_prediction[user[rows][::-1]] = predicted[rows][::-1]
+        cold = ~np.isfinite(first_prediction)
+        return (first_prediction[~cold][:, None], log_popularity[:, None],
+                {"users_new_to_the_model": int(cold.sum())} if cold.any() else {})
 
     def _concentration(self, window: pd.DataFrame) -> float:
         """The largest share of the window's users who rated one and the same movie."""
@@ -382,7 +392,7 @@ class Monitor:
         movie_rows, movie_unjudged = self._movie_features(window, movies, seed)
         results["movie_data_drift"] = self._tabular("movie_data_drift", movie_rows, ["year", "genre", "popularity_band"],
                                                     movie_unjudged)
-        results["prediction_drift"] = self._prediction_drift(window, movies, seed)
+        results["prediction_drift"] = self._prediction_drift(window, seed)
         labelled = window[pd.to_numeric(window["rating"], errors="coerce").notna()] if "rating" in window else window.iloc[:0]
         if "rating" in window and len(labelled) < len(window):
             dropped["unlabelled_rows"] = int(len(window) - len(labelled))
@@ -417,16 +427,24 @@ class Monitor:
         return DetectorResult(name, outcome["is_drift"], dict(zip(columns, outcome["p_val"])), outcome["threshold"],
                               len(rows), unjudged)
 
-    def _prediction_drift(self, window, movies, seed) -> DetectorResult:
-        rows, unjudged = self._prediction_features(window, movies, seed)
-        result = self._tabular("prediction_drift", rows, ["predicted_rating", "movie_popularity"], unjudged)
+    def _prediction_drift(self, window, seed) -> DetectorResult:
+        """Predicted ratings, popularity of the movies asked about, and how concentrated the
+        window's activity is on one title: three tests, Bonferroni over them (p/4, p/4, p/2)."""
+        ratings, popularity, unjudged = self._prediction_features(window, seed)
+        result = self._tabular("prediction_drift", ratings, ["predicted_rating"], unjudged)
+        asked = self._tabular("asked_popularity", popularity, ["movie_popularity"], {})
+        if asked.available:
+            result.p_values.update(asked.p_values)
+            result.drift = result.drift or asked.drift
+            result.available = True
+            result.note = ""
         reference = self.reference.get("concentration")
-        if result.available and reference and reference.get("log_sd", 0) > 0:
+        if asked.available and reference and reference.get("log_sd", 0) > 0:
             z = (np.log(self._concentration(window)) - reference["log_mean"]) / reference["log_sd"]
             p = float(stats.norm.sf(z))
             result.p_values["activity_concentration"] = p
             result.drift = result.drift or p < self.p_value / 2
-        result.threshold = self.p_value / 2
+        result.threshold = self.p_value / 4
         return result
 
     def _model_drift(self, labelled: pd.DataFrame) -> DetectorResult:
