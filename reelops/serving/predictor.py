@@ -19,6 +19,7 @@ code as training and batch scoring.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 import uuid
@@ -105,6 +106,11 @@ class RecommenderModel(kserve.Model):
         # A registry alias names its version; a model directory is known by its folder name.
         self.version = self.version or Path(directory).name
         self.recommender.warm_up()  # compiled kernels and caches ready before traffic
+        # Everything loaded so far lives as long as the server: frozen, the garbage
+        # collector's full passes stop walking it (hundreds of thousands of objects from
+        # pandas, kserve and the model) in the middle of requests.
+        gc.collect()
+        gc.freeze()
         self.ready = True
         return self.ready
 
@@ -126,10 +132,11 @@ class RecommenderModel(kserve.Model):
         where = f"instances[{index}]"
         if not isinstance(instance, dict):
             _reject("bad_field", f"{where}: must be an object")
-        unknown = sorted(set(instance) - _KNOWN_FIELDS)
-        if unknown:
+        if not _KNOWN_FIELDS.issuperset(instance):
+            unknown = sorted(set(instance) - _KNOWN_FIELDS)
             _reject("unknown_field", f"{where}.{unknown[0]}: unknown field (expected {', '.join(sorted(_KNOWN_FIELDS))})")
-        described = any(instance.get(field) is not None for field in _DEMOGRAPHICS)
+        described = (instance.get("age") is not None or instance.get("gender") is not None
+                     or instance.get("occupation") is not None)
         if "user_id" not in instance and not described:
             _reject("missing_field", f"{where}.user_id: required unless the user is described by age, gender or occupation")
         for field in ("user_id", "movie_id"):
