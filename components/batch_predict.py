@@ -18,8 +18,9 @@ def batch_predict(alias: str, k: int, predictions: Output[Dataset]) -> str:
     Returns:
         The model version that scored.
     """
-    from reelops.steps import batch_predict as work
+    from reelops.steps import batch_predict as work, finish_task
 
     info = work(alias, k, predictions.path)
     predictions.metadata.update(info)
+    finish_task()
     return info["model_version"]

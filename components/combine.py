@@ -18,8 +18,9 @@ def combine_datasets(alias: str, new: Input[Dataset], dataset: Output[Dataset]) 
     Returns:
         The combined dataset version id.
     """
-    from reelops.steps import combine_datasets as work
+    from reelops.steps import combine_datasets as work, finish_task
 
     info = work(alias, new.path, dataset.path)
     dataset.metadata.update(info)
+    finish_task()
     return info["dataset_version"]

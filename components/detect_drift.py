@@ -21,10 +21,11 @@ def detect_drift(alias: str, dataset: Input[Dataset], min_new_labels: int, coold
     Returns:
         ``retrain`` or ``keep`` (one plain output: kfp.local resolves conditions on it).
     """
-    from reelops.steps import detect_drift as work
+    from reelops.steps import detect_drift as work, finish_task
 
     info = work(alias, dataset.path, min_new_labels, cooldown_days)
     for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
         findings.log_metric(f"{name}_alarms", info[f"{name}_alarms"])
     findings.metadata.update({k: v for k, v in info.items() if not k.endswith("_alarms")})
+    finish_task()
     return info["retrain"]

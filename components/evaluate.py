@@ -18,9 +18,10 @@ def evaluate(model: Input[Model], dataset: Input[Dataset], dataset_version: str,
         metrics: RMSE, MAE, precision/recall/NDCG/MAP@10, coverage.
         report: the evaluation report with plots.
     """
-    from reelops.steps import evaluate_model
+    from reelops.steps import evaluate_model, finish_task
 
     for name, value in evaluate_model(model.path, dataset.path, report.path).items():
         metrics.log_metric(name.replace("@", "_at_"), value)
     metrics.metadata["dataset_version"] = dataset_version
     metrics.metadata["algorithm"] = model.metadata.get("algorithm", "")
+    finish_task()

@@ -16,6 +16,7 @@ def engineer_features(dataset: Input[Dataset], dataset_version: str, holdout: st
         holdout: the split training will use.
         features: user_features.parquet and movie_features.parquet.
     """
-    from reelops.steps import engineer_features as work
+    from reelops.steps import engineer_features as work, finish_task
 
     features.metadata.update(work(dataset.path, features.path, holdout))
+    finish_task()

@@ -18,8 +18,9 @@ def gate(model: Input[Model], dataset: Input[Dataset], candidate: Output[Model])
     Returns:
         ``blessed`` or ``rejected``.
     """
-    from reelops.steps import gate_model
+    from reelops.steps import finish_task, gate_model
 
     info = gate_model(model.path, dataset.path, candidate.path)
     candidate.metadata.update({**model.metadata, **info})
+    finish_task()
     return info["decision"]

@@ -17,8 +17,9 @@ def ingest(source: str, raw: Output[Dataset]) -> str:
     Returns:
         The layout found.
     """
-    from reelops.steps import ingest_raw
+    from reelops.steps import finish_task, ingest_raw
 
     info = ingest_raw(source, raw.path)
     raw.metadata.update(info)
+    finish_task()
     return info["layout"]

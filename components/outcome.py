@@ -13,7 +13,8 @@ def record_outcome(pipeline: str, status: dsl.PipelineTaskFinalStatus):
         pipeline: the pipeline name.
         status: filled in by KFP when the guarded steps end.
     """
-    from reelops.steps import record_outcome as work
+    from reelops.steps import finish_task, record_outcome as work
 
     error = (status.error_message or "") if status.state != "SUCCEEDED" else ""
     print(work(pipeline, status.state, status.pipeline_job_resource_name, error))
+    finish_task()

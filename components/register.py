@@ -18,8 +18,9 @@ def register(candidate: Input[Model], pipeline_name: str, run_id: str) -> str:
     Returns:
         The registered model version.
     """
-    from reelops.steps import register_model
+    from reelops.steps import finish_task, register_model
 
     info = register_model(candidate.path, pipeline_name, run_id)
     print(f"registered version {info['model_version']} alias {info['alias'] or '(none)'}")
+    finish_task()
     return info["model_version"]

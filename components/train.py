@@ -19,6 +19,7 @@ def train(dataset: Input[Dataset], dataset_version: str, algorithm: str, holdout
         parameters_json: algorithm parameters as a JSON object.
         model: the model directory.
     """
-    from reelops.steps import train_model
+    from reelops.steps import finish_task, train_model
 
     model.metadata.update(train_model(dataset.path, model.path, algorithm, holdout, parameters_json))
+    finish_task()

@@ -18,8 +18,9 @@ def validate(raw: Input[Dataset], max_bad_share: float, dataset: Output[Dataset]
     Returns:
         The dataset version id (the cache key of the steps after it).
     """
-    from reelops.steps import validate_raw
+    from reelops.steps import finish_task, validate_raw
 
     info = validate_raw(raw.path, dataset.path, max_bad_share, source=raw.metadata.get("source", ""))
     dataset.metadata.update(info)
+    finish_task()
     return info["dataset_version"]
