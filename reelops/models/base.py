@@ -52,7 +52,10 @@ class Recommendations:
         """One JSON-ready dict per user: movie ids, scores (6 decimals), titles, path."""
         records = []
         all_movies = self.movie_ids.tolist()
-        all_scores = np.round(self.scores.astype(np.float64), 6).tolist()
+        if len(self.user_ids) <= FEW_USERS:  # Python's round beats numpy's call overhead on a few values
+            all_scores = [[round(value, 6) for value in row] for row in self.scores.tolist()]
+        else:
+            all_scores = np.round(self.scores.astype(np.float64), 6).tolist()
         for row, user_id in enumerate(self.user_ids.tolist()):
             movies, scores = all_movies[row], all_scores[row]
             if -1 in movies:  # fewer than k movies were left (-1 pads)
@@ -427,6 +430,11 @@ def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     if len(sorted_ids) == 0:
         return np.full(len(ids), -1, dtype=np.int64)
+    if len(ids) == 1:  # one id (an online request): one scalar search instead of five array calls
+        value = int(ids[0])
+        position = int(sorted_ids.searchsorted(value))
+        found = position < len(sorted_ids) and int(sorted_ids[position]) == value
+        return np.array([position if found else -1], dtype=np.int64)
     position = np.searchsorted(sorted_ids, ids)
     position = np.minimum(position, len(sorted_ids) - 1)
     return np.where(sorted_ids[position] == ids, position, -1)
