@@ -308,13 +308,14 @@ class Monitor:
         sample = _sample_per_user(window, self.pairs_per_user, seed)
         user_ids, movie_ids = sample["user_id"].to_numpy(), sample["movie_id"].to_numpy()
         known = self.model.personal_index(user_ids) >= 0
-        personal = known & (self.model.movie_index(movie_ids) >= 0)
+        movies = self.model.movie_index(movie_ids)
+        personal = known & (movies >= 0)
         predicted = np.full(len(sample), np.nan)
         predicted[known] = self.model.predict_ratings(user_ids[known], movie_ids[known])[0]
-        popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_).reindex(sample["movie_id"]).fillna(0.0)
+        popularity = np.where(movies >= 0, self.model.popularity_[np.maximum(movies, 0)], 0.0)
         _, user = np.unique(user_ids, return_inverse=True)
         n_users = user.max() + 1 if len(user) else 0
-        log_popularity = np.bincount(user, np.log1p(popularity.to_numpy()), n_users) / np.bincount(user, minlength=n_users)
+        log_popularity = np.bincount(user, np.log1p(popularity), n_users) / np.bincount(user, minlength=n_users)
         first_prediction = np.full(n_users, np.nan)
         # Reversed assignment: the first pair written last wins; personal pairs after the others.
         for rows in (np.flatnonzero(known & ~personal), np.flatnonzero(personal)):
@@ -340,12 +341,11 @@ class Monitor:
         """
         user_ids, movie_ids = rows["user_id"].to_numpy(), rows["movie_id"].to_numpy()
         served = (self.model.personal_index(user_ids) >= 0) & (self.model.movie_index(movie_ids) >= 0)
-        predicted, paths = self.model.predict_ratings(user_ids[served], movie_ids[served])
+        predicted = self.model.predict_ratings(user_ids[served], movie_ids[served])[0]
         flags = self._cached("genre_flags", self.model.features_.movies, lambda table: pd.DataFrame(
             table[[f"genre_{g}" for g in GENRES]].to_numpy() > 0, index=table["movie_id"].to_numpy()))
         genre_flags = flags.reindex(movie_ids[served], fill_value=False).to_numpy(bool)
-        errors = pd.DataFrame({"user_id": user_ids[served], "path": paths,
-                               "error": rows["rating"].to_numpy(float)[served] - predicted})
+        errors = pd.DataFrame({"user_id": user_ids[served], "error": rows["rating"].to_numpy(float)[served] - predicted})
         return errors, genre_flags
 
     @staticmethod
@@ -452,33 +452,22 @@ class Monitor:
         if reference is None:
             return DetectorResult("model_drift", False, {}, self.p_value, 0, available=False,
                                   note="no held-out errors: the model was trained with --holdout none")
-        if len(labelled):
-            errors, flags = self._errors(labelled)
-            keep = errors["path"].isin(list(reference)).to_numpy()  # a path without reference is not judged
-            errors, flags = errors[keep].reset_index(drop=True), flags[keep]
-        else:
-            errors, flags = pd.DataFrame(columns=["user_id", "path", "error"]), np.zeros((0, len(GENRES)), bool)
-        n_users = errors["user_id"].nunique() if len(errors) else 0
-        if n_users < 5:
+        reference = reference["personal"]
+        errors, flags = self._errors(labelled) if len(labelled) else (pd.DataFrame(columns=["user_id", "error"]), None)
+        signed = errors["error"].to_numpy(float)
+        clusters = errors["user_id"].to_numpy()
+        if len(np.unique(clusters)) < 5:
             return DetectorResult("model_drift", False, {}, self.p_value, int(len(errors)), available=False,
                                   note="fewer than 5 users with labels and a personal prediction")
-        paths = errors["path"].to_numpy()
-        signed = errors["error"].to_numpy()
-        clusters = errors["user_id"].to_numpy()
-        personal = paths == "personal"
-        p_values = {}
-        if len(np.unique(clusters[personal])) >= 5:
-            p_values["mean_abs_error"] = _cluster_t_test(np.abs(signed[personal]), clusters[personal],
-                                                         reference["personal"]["mean_abs"], alternative="greater")
+        p_values = {"mean_abs_error": _cluster_t_test(np.abs(signed), clusters, reference["mean_abs"],
+                                                      alternative="greater")}
         chi2, dof = 0.0, 0
-        path_names = sorted(set(paths.tolist()))
-        path_codes = np.searchsorted(path_names, paths)
         for index, genre in enumerate(GENRES):
-            expected = np.array([reference[p]["genre_mean_signed"].get(genre, np.nan) for p in path_names])[path_codes]
-            rows = flags[:, index] & np.isfinite(expected)
+            expected = reference["genre_mean_signed"].get(genre)
+            rows = flags[:, index]
             n_clusters = len(np.unique(clusters[rows]))
-            if rows.sum() >= 20 and n_clusters >= 6:
-                t = _cluster_z(signed[rows] - expected[rows], clusters[rows], 0.0)
+            if expected is not None and rows.sum() >= 20 and n_clusters >= 6:
+                t = _cluster_z(signed[rows] - expected, clusters[rows], 0.0)
                 # Few clusters: the t statistic has heavy tails; map it to the normal score of
                 # the same two-sided p-value before adding squares.
                 p = 2 * stats.t.sf(abs(t), n_clusters - 1)
@@ -487,9 +476,6 @@ class Monitor:
                 dof += 1
         if dof:
             p_values["signed_error_by_genre"] = float(stats.chi2.sf(chi2, dof))
-        if not p_values:
-            return DetectorResult("model_drift", False, {}, self.p_value, int(len(errors)), available=False,
-                                  note="too few users per genre and on the personal path to test")
         threshold = self.p_value / len(p_values)
         return DetectorResult("model_drift", min(p_values.values()) < threshold, p_values, threshold, int(len(errors)))
 
