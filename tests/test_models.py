@@ -135,8 +135,9 @@ def test_top_k_kernels_match_a_stable_sort_with_exclusions():
         expected = np.argsort(-masked, axis=1, kind="stable")[:, :k]
         for kernel in (_kernels.top_k_rows, _kernels.top_k_rows_parallel):
             top, top_scores = np.empty((rows, k), np.int64), np.empty((rows, k), np.float32)
-            kernel(scores.copy(), indptr, items, users, k, top, top_scores)
+            short = kernel(scores.copy(), indptr, items, users, k, top, top_scores)
             assert np.array_equal(top, expected)
+            assert short == int(np.isneginf(np.take_along_axis(masked, expected, 1)[:, -1]).sum())
             assert np.array_equal(top_scores, np.take_along_axis(masked, expected, 1))
 
 
@@ -153,6 +154,24 @@ def test_one_user_at_a_time_matches_the_batch(small_world, algorithm):
         np.testing.assert_allclose(single.scores[0], batch.scores[row], rtol=1e-5)
         seen = set(model.seen_movies(user))
         assert not seen & set(single.movie_ids[0].tolist())
+
+
+def test_asking_for_more_movies_than_are_left_pads_with_minus_one(small_world):
+    """k = the whole catalogue: what a user rated is left out, and the tail says so."""
+    model = make_model("hybrid", **FAST["hybrid"]).fit(small_world.ratings, users=small_world.users,
+                                                        movies=small_world.movies)
+    users = model.user_ids_[:5]
+    everything = len(model.movie_ids_)
+    batch = model.recommend(users, k=everything, parallel=False)
+    for row, user in enumerate(users):
+        single = model.recommend([user], k=everything)
+        n_seen = len(model.seen_movies(user))
+        for answer in (single.movie_ids[0], batch.movie_ids[row]):
+            assert (answer == -1).sum() == n_seen and (answer[everything - n_seen:] == -1).all()
+        assert np.isnan(single.scores[0, everything - n_seen:]).all()
+        assert set(single.movie_ids[0][: everything - n_seen]) == set(model.movie_ids_) - set(model.seen_movies(user))
+        record = single.to_records()[0]
+        assert len(record["movie_ids"]) == len(record["scores"]) == everything - n_seen
 
 
 def test_unknown_ids_get_answers_with_their_path(small_world):

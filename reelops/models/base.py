@@ -199,10 +199,25 @@ class Recommender(EstimatorParams):
         a new user: it is served by the side features, not by an empty history.
         """
         index = self.user_index(user_ids)
-        history = self.__dict__.get("_has_history_cache")
-        if history is None:  # built once: recomputing it per request costs as much as the lookup
-            history = self.__dict__["_has_history_cache"] = np.diff(self.seen_indptr_) > 0
+        history = self._has_history()
         return np.where((index >= 0) & history[np.maximum(index, 0)], index, -1)
+
+    def _has_history(self) -> np.ndarray:
+        """Whether each known user has training ratings (built once: recomputing it per
+        request costs as much as the lookup)."""
+        history = self.__dict__.get("_has_history_cache")
+        if history is None:
+            history = self.__dict__["_has_history_cache"] = np.diff(self.seen_indptr_) > 0
+        return history
+
+    def _personal_position(self, user_id: int) -> int:
+        """:meth:`personal_index` of one id in plain Python: an online request's lookup,
+        without the half-dozen numpy calls (each a microsecond or more) of the array path."""
+        ids = self.user_ids_
+        position = int(ids.searchsorted(user_id))
+        if position == len(ids) or int(ids[position]) != user_id or not self._has_history()[position]:
+            return -1
+        return position
 
     def movie_index(self, movie_ids) -> np.ndarray:
         """Index of each movie id, -1 for movies not in the catalogue."""
@@ -323,26 +338,30 @@ class Recommender(EstimatorParams):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         ids = np.asarray(user_ids, dtype=np.int64)
-        u = self.personal_index(ids)
-        n_movies = len(self.movie_ids_)
-        k = int(min(k, n_movies))
+        if len(ids) == 1:  # an online request: plain Python where numpy's per-call cost dominates
+            position = self._personal_position(int(ids[0]))
+            u, all_known = np.array([position]), position >= 0
+        else:
+            u = self.personal_index(ids)
+            all_known = bool((u >= 0).all())
+        k = int(min(k, len(self.movie_ids_)))
         parallel = len(ids) > FEW_USERS if parallel is None else parallel
-        known = u >= 0
-        if known.all():  # the usual online case: no copy through a boolean index
+        if all_known:  # the usual online case: no copy through a boolean index
             scores = self._rank_known(u, parallel).astype(np.float32, copy=False)
             paths = [PERSONAL] * len(ids)
         else:
-            scores, paths = self._rank_mixed(ids, u, known, demographics, parallel)
-        from reelops.models import _kernels
-
+            scores, paths = self._rank_mixed(ids, u, u >= 0, demographics, parallel)
+        kernels = ranking_kernels()
         excluded_of = u if exclude_rated else np.full(len(u), -1)
         top = np.empty((len(ids), k), dtype=np.int64)
         top_scores = np.empty((len(ids), k), dtype=np.float32)
-        select = _kernels.top_k_rows_parallel if parallel else _kernels.top_k_rows
-        select(scores, self.seen_indptr_, self.seen_items_, excluded_of, k, top, top_scores)
-        finite = np.isfinite(top_scores)
-        movie_ids = np.where(finite, self.movie_ids_[top], -1)
-        return Recommendations(ids, movie_ids, np.where(finite, top_scores, np.nan), paths)
+        select = kernels.top_k_rows_parallel if parallel else kernels.top_k_rows
+        short = select(scores, self.seen_indptr_, self.seen_items_, excluded_of, k, top, top_scores)
+        movie_ids = self.movie_ids_[top]
+        if short:  # fewer than k movies were left for some users: their tails are excluded ones
+            left = np.isfinite(top_scores)
+            movie_ids, top_scores = np.where(left, movie_ids, -1), np.where(left, top_scores, np.nan)
+        return Recommendations(ids, movie_ids, top_scores, paths)
 
     def _rank_mixed(self, ids, u, known, demographics, parallel: bool) -> tuple:
         """Scores and paths when some users are new: side features or popularity serve them."""
@@ -416,6 +435,19 @@ class Recommender(EstimatorParams):
         }
         (folder / "model.json").write_text(json.dumps(description, indent=2, sort_keys=True, default=_plain))
         return folder
+
+
+def ranking_kernels():
+    """The compiled ranking kernels (numba is imported on first use, not with the models)."""
+    global _KERNELS
+    if _KERNELS is None:
+        from reelops.models import _kernels
+
+        _KERNELS = _kernels
+    return _KERNELS
+
+
+_KERNELS = None
 
 
 def _plain(value):

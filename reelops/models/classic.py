@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from reelops.models.base import Recommender, regularized_biases
+from reelops.models.base import Recommender, ranking_kernels, regularized_biases
 
 
 class BiasBaseline(Recommender):
@@ -164,10 +164,9 @@ def _fit_ease(model, users, movies):
 
 
 def _ease_rank(model, users, parallel: bool):
-    from reelops.models import _kernels
-
+    kernels = ranking_kernels()
     column = _ease_columns(model)
-    sum_rows = _kernels.sum_rows_parallel if parallel else _kernels.sum_rows
+    sum_rows = kernels.sum_rows_parallel if parallel else kernels.sum_rows
     # float32 end to end: half the memory traffic of the top-K selection that follows.
     if len(model.ease_movies_) == len(model.movie_ids_):  # every movie has weights
         scores = np.empty((len(users), len(model.movie_ids_)), dtype=np.float32)
