@@ -11,7 +11,7 @@ the server time of a 100-user request, read from KServe's ``request_predict_seco
 Goals on 2 cores: predictor >= 0.7x the bare kserve.Model's requests/s at concurrency 16;
 p99 <= 20 ms at concurrency 4; a 100-user request <= 10 ms of server time.
 
-    .venv/bin/python benchmarks/serving.py [--duration 3] [--repeats 5]
+    .venv/bin/python benchmarks/serving.py [--duration 3] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def predict_seconds(url: str) -> tuple:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=3, help="seconds of load per run")
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each cell (medians are printed)")
+    parser.add_argument("--repeats", type=int, default=7, help="runs of each cell (medians are printed)")
     args = parser.parse_args()
     if not (ML100K / "u.data").is_file():
         sys.exit(f"benchmarks/serving.py: ml-100k not found at {ML100K}")
@@ -123,9 +123,12 @@ def main() -> None:
             wait_until_ready(urls[name], timeout=120, process=processes[-1])
             load(wrk, urls[name], 4, 2, script)  # warm-up
         cells = {name: {c: [] for c in CONCURRENCY} for name in commands}
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
+            # Every other repeat runs the servers in reverse order, so a drift of the VM's
+            # speed within a repeat does not always favour the same server.
+            order = list(commands) if repeat % 2 == 0 else list(commands)[::-1]
             for c in CONCURRENCY:
-                for name in commands:
+                for name in order:
                     cells[name][c].append(load(wrk, urls[name], c, args.duration, script))
         results = {name: {c: {key: float(np.median([run[key] for run in runs])) for key in runs[0]}
                           for c, runs in by_c.items()} for name, by_c in cells.items()}
