@@ -58,6 +58,15 @@ def _top_k(scores, excluded, k, out_index, out_score):  # pragma: no cover - com
             count += 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _top_k_of_user(scores, indptr, items, users, r, k, out_index, out_score):  # pragma: no cover - compiled
+    """Row ``r`` of :func:`top_k_rows`; 1 when fewer than ``k`` movies were left, else 0."""
+    user = users[r]
+    excluded = items[indptr[user]: indptr[user + 1]] if user >= 0 else items[:0]
+    _top_k(scores[r], excluded, k, out_index[r], out_score[r])
+    return 1 if out_score[r, k - 1] == -np.inf else 0
+
+
 @numba.njit(cache=True, fastmath=True, nogil=True)
 def sum_rows(weights, indptr, items, column, users, out):  # pragma: no cover - compiled
     """``out[r] = weights[column[items of users[r]]].sum(axis=0)`` without copying rows.
@@ -92,11 +101,7 @@ def top_k_rows(scores, indptr, items, users, k, out_index, out_score):  # pragma
     """
     short = 0
     for r in range(len(users)):
-        user = users[r]
-        excluded = items[indptr[user]: indptr[user + 1]] if user >= 0 else items[:0]
-        _top_k(scores[r], excluded, k, out_index[r], out_score[r])
-        if out_score[r, k - 1] == -np.inf:
-            short += 1
+        short += _top_k_of_user(scores, indptr, items, users, r, k, out_index, out_score)
     return short
 
 
@@ -105,20 +110,6 @@ def top_k_rows_parallel(scores, indptr, items, users, k, out_index, out_score): 
     """:func:`top_k_rows` with rows spread over the cores."""
     short = 0
     for r in numba.prange(len(users)):
-        user = users[r]
-        excluded = items[indptr[user]: indptr[user + 1]] if user >= 0 else items[:0]
-        _top_k(scores[r], excluded, k, out_index[r], out_score[r])
-        if out_score[r, k - 1] == -np.inf:
-            short += 1
+        short += _top_k_of_user(scores, indptr, items, users, r, k, out_index, out_score)
     return short
 
-
-def warm_up() -> None:
-    """Compile (or load the cached compilation) before the first request."""
-    weights, indptr, items = np.zeros((1, 1), np.float32), np.zeros(2, np.int64), np.zeros(0, np.int64)
-    users, column = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    scores = np.zeros((1, 1), np.float32)
-    for kernel in (sum_rows, sum_rows_parallel):
-        kernel(weights, indptr, items, column, users, scores)
-    for kernel in (top_k_rows, top_k_rows_parallel):
-        kernel(scores, indptr, items, users, 1, np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32))

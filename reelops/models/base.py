@@ -213,11 +213,8 @@ class Recommender(EstimatorParams):
     def _personal_position(self, user_id: int) -> int:
         """:meth:`personal_index` of one id in plain Python: an online request's lookup,
         without the half-dozen numpy calls (each a microsecond or more) of the array path."""
-        ids = self.user_ids_
-        position = int(ids.searchsorted(user_id))
-        if position == len(ids) or int(ids[position]) != user_id or not self._has_history()[position]:
-            return -1
-        return position
+        position = _position(self.user_ids_, user_id)
+        return position if position >= 0 and self._has_history()[position] else -1
 
     def movie_index(self, movie_ids) -> np.ndarray:
         """Index of each movie id, -1 for movies not in the catalogue."""
@@ -458,15 +455,18 @@ def _plain(value):
     return value
 
 
+def _position(sorted_ids: np.ndarray, value: int) -> int:
+    """Index of one id in a sorted id array, -1 if absent (plain Python, no array calls)."""
+    position = int(sorted_ids.searchsorted(value))
+    return position if position < len(sorted_ids) and int(sorted_ids[position]) == value else -1
+
+
 def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     if len(sorted_ids) == 0:
         return np.full(len(ids), -1, dtype=np.int64)
     if len(ids) == 1:  # one id (an online request): one scalar search instead of five array calls
-        value = int(ids[0])
-        position = int(sorted_ids.searchsorted(value))
-        found = position < len(sorted_ids) and int(sorted_ids[position]) == value
-        return np.array([position if found else -1], dtype=np.int64)
+        return np.array([_position(sorted_ids, int(ids[0]))], dtype=np.int64)
     position = np.searchsorted(sorted_ids, ids)
     position = np.minimum(position, len(sorted_ids) - 1)
     return np.where(sorted_ids[position] == ids, position, -1)

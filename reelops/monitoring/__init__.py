@@ -352,7 +352,7 @@ class Monitor:
 
     @staticmethod
     def _error_reference(errors: pd.DataFrame, flags: np.ndarray) -> dict:
-        residual, genres, _ = _within_user(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy())
+        residual, genres, _, _ = _within_user(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy())
         # How a user's errors already lean by genre on held-out rows (the model is not
         # perfect): the window's test measures the change from this, not from zero.
         genre_lean = np.linalg.lstsq(genres, residual, rcond=None)[0] if len(residual) else np.zeros(genres.shape[1])
@@ -507,18 +507,18 @@ def _within_user(values: np.ndarray, flags: np.ndarray, users: np.ndarray, min_r
     errors lean by genre. Users with fewer than ``min_rows`` rows carry no such contrast.
 
     Returns:
-        ``(residuals, genre_flags, user_codes)`` of the rows kept.
+        ``(residuals, genre_flags, user_codes, rows_per_user)`` of the rows kept.
     """
     _, codes = np.unique(users, return_inverse=True)
     keep = np.bincount(codes)[codes] >= min_rows
     values, genres = values[keep], flags[keep][:, 1:].astype(float)
     _, codes = np.unique(users[keep], return_inverse=True)
-    counts = np.maximum(np.bincount(codes), 1).astype(float)
+    counts = np.bincount(codes)  # every kept user has at least min_rows rows
     n_users = len(counts)
     values = values - (np.bincount(codes, values, n_users) / counts)[codes]
     genre_means = np.stack([np.bincount(codes, genres[:, g], n_users) for g in range(genres.shape[1])], axis=1)
     genres = genres - (genre_means / counts[:, None])[codes]
-    return values, genres, codes
+    return values, genres, codes, counts
 
 
 def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray,
@@ -536,13 +536,12 @@ def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.nda
     Returns:
         The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
     """
-    residual, genres, codes = _within_user(errors, flags, users)
+    residual, genres, codes, counts = _within_user(errors, flags, users)
     if not len(residual):
         return None
     residual = residual - genres @ lean
-    counts = np.bincount(codes)
     # Each user's error variance (its mean was removed: n - 1).
-    variance = np.bincount(codes, residual * residual) / np.maximum(counts - 1, 1)
+    variance = np.bincount(codes, residual * residual) / (counts - 1)
     varied = (np.abs(genres) > 1e-12).sum(axis=0) >= min_rows_per_genre
     if not varied.any():
         return None
