@@ -148,3 +148,39 @@ def test_monitor_command_on_a_trained_model(tmp_path, capsys):
     assert main(["monitor", "--model-dir", str(tmp_path / "model"), "--data", str(tmp_path / "later")]) == 0
     out = capsys.readouterr().out
     assert "user_data_drift" in out and "decision:" in out
+
+
+def _genre_window(rng, n_users=20, rows_per_user=25, n_genres=19, lean_genre=None, lean=0.0, affected_share=0.4):
+    """Errors of a window of sessions: a bias per user, noise, and optionally a lean on one genre."""
+    users = np.repeat(np.arange(n_users), rows_per_user)
+    flags = rng.random((len(users), n_genres)) < 0.2
+    flags[:, 0] = False  # ``unknown``
+    errors = rng.normal(0.0, 0.6, n_users)[users] + rng.normal(0.0, 0.9, len(users))
+    if lean_genre is not None:
+        affected = (rng.random(n_users) < affected_share)[users]
+        errors = errors + lean * (affected & flags[:, lean_genre])
+    return errors, flags, users
+
+
+def test_within_user_genre_test_is_calibrated_and_catches_a_lean():
+    from reelops.monitoring import _within_user_genre_test
+
+    rng = np.random.default_rng(0)
+    no_lean = np.zeros(18)
+    null = [_within_user_genre_test(*_genre_window(rng), no_lean) for _ in range(300)]
+    # Under "no change" the p-values are about uniform: neither silent nor alarming.
+    assert 0.02 <= np.mean(np.array(null) < 0.05) <= 0.09
+    assert 0.35 <= np.mean(np.array(null) < 0.5) <= 0.65
+    # Users whose errors move by a star on one genre are caught at the detector's level.
+    shifted = [_within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), no_lean)
+               for _ in range(20)]
+    assert np.mean(np.array(shifted) < 0.001) >= 0.9
+    # The same lean already present in the reference is no change.
+    reference = no_lean.copy()
+    reference[3] = 1.0  # genre 4, counted without ``unknown``
+    stale = [_within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), reference)
+             for _ in range(100)]
+    assert np.mean(np.array(stale) < 0.05) <= 0.1
+    # Too little to judge is said, not turned into a p-value.
+    errors, flags, users = _genre_window(rng, n_users=3, rows_per_user=2)
+    assert _within_user_genre_test(errors, flags, users, no_lean) is None
