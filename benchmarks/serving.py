@@ -139,6 +139,7 @@ def main() -> None:
             assert httpx.post(f"{url}/v1/models/movie-recommender:predict", json=body, timeout=30).status_code == 200
         after = predict_seconds(url)
         hundred_ms = (after[0] - before[0]) / (after[1] - before[1]) * 1000
+
         def paired(name, baseline, c):
             return [run["rps"] / base["rps"] for run, base in zip(cells[name][c], cells[baseline][c])]
 

@@ -112,4 +112,3 @@ def top_k_rows_parallel(scores, indptr, items, users, k, out_index, out_score): 
     for r in numba.prange(len(users)):
         short += _top_k_of_user(scores, indptr, items, users, r, k, out_index, out_score)
     return short
-
