@@ -358,7 +358,7 @@ def cmd_monitor(args) -> None:
     policy = RetrainingPolicy(min_new_labels=args.min_new_labels, cooldown_seconds=int(args.cooldown_days * 86_400))
     decision = decide(result["windows"], result["new_labels"], result["data_time"], policy,
                       state=PolicyState(use_registry=version is not None), record=not args.dry_run)
-    output = {"model_dir": str(model_dir), "model_version": version, "data": str(args.data),
+    output = {"model_dir": str(model_dir), "model_version": version, "data": str(args.data), "input": dataset["input"],
               "summary": result["summary"], "decision": decision.to_dict(),
               "latest_window": result["windows"][-1].to_dict()}
 
@@ -373,6 +373,11 @@ def cmd_monitor(args) -> None:
                          ", ".join(f"{k} {v}" for k, v in item["unjudged"].items()) or "-"])
         print_table(rows, ["detector", "windows", "alarms", "first alarm after", "latest p-values", "unjudged"],
                     title=f"monitoring {output['data']} with model {output['model_version'] or output['model_dir']}")
+        checked = output["input"]
+        if checked["kind"] == "raw source":
+            reasons = ", ".join(f"{count} {reason}" for reason, count in checked["quarantine_reasons"].items())
+            print(f"\ninput: {checked['read']:,} rows read from {checked['files']} files, {checked['quarantined']:,} quarantined"
+                  + (f" ({reasons}; first: {checked['first_bad_row']})" if checked["quarantined"] else ""))
         verdicts = output["summary"]["verdicts"]
         print("\nverdicts per window: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
         decision = output["decision"]
@@ -398,10 +403,16 @@ def _load_any_dataset(data: str) -> dict:
     from reelops.data import load_dataset, validate_source
 
     try:
-        return load_dataset(data)
+        return {**load_dataset(data), "input": {"kind": "dataset version", "note": "checked when it was ingested"}}
     except FileNotFoundError:
         validated = validate_source(data)
-        return {"ratings": validated.ratings, "users": validated.users, "movies": validated.movies}
+        # A raw source is checked here, so what was set aside must be said here too.
+        first = validated.quarantine.rows[0] if validated.quarantine.rows else None
+        return {"ratings": validated.ratings, "users": validated.users, "movies": validated.movies,
+                "input": {"kind": "raw source", "files": len(validated.counts), "read": validated.total_read,
+                          "quarantined": validated.total_quarantined,
+                          "quarantine_reasons": validated.quarantine.reasons(),
+                          "first_bad_row": f"{first['file']} line {first['line']}: {first['reason']}" if first else None}}
 
 
 # ---------------------------------------------------------------------------- serving

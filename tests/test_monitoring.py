@@ -141,13 +141,18 @@ def test_monitor_command_on_a_trained_model(tmp_path, capsys):
     version = ingest(tmp_path / "early").version
     train(version, tmp_path / "model", parameters={"epochs": 10})
     assert (tmp_path / "model" / "monitoring" / "reference.json").is_file()
+    # Two bad rows in the raw source: set aside and counted, never silently dropped.
+    with open(tmp_path / "later" / "u.data", "a") as ratings:
+        ratings.write("5\t3\tx\t893000000\n7\t99999\t4\t893000001\n")
     assert main(["monitor", "--model-dir", str(tmp_path / "model"), "--data", str(tmp_path / "later"), "--json"]) == 0
     output = json.loads(capsys.readouterr().out)
     assert output["summary"]["user_data_drift"]["alarms"] >= 1
     assert isinstance(output["decision"]["retrain"], bool) and output["decision"]["reasons"]
+    assert output["input"]["quarantined"] == 2
+    assert output["input"]["quarantine_reasons"] == {"bad value": 1, "unknown movie": 1}
     assert main(["monitor", "--model-dir", str(tmp_path / "model"), "--data", str(tmp_path / "later")]) == 0
     out = capsys.readouterr().out
-    assert "user_data_drift" in out and "decision:" in out
+    assert "user_data_drift" in out and "decision:" in out and "2 quarantined" in out
 
 
 def _genre_window(rng, n_users=20, rows_per_user=25, n_genres=19, lean_genre=None, lean=0.0, affected_share=0.4):
