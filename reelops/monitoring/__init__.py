@@ -521,26 +521,18 @@ def _within_user(values: np.ndarray, flags: np.ndarray, users: np.ndarray, min_r
     return values, genres, codes, counts
 
 
-def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray,
-                            min_rows_per_genre: int = 10) -> float | None:
-    """p-value that the window's errors lean by genre, within users, beyond the reference.
+def _within_user_genre_sums(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray,
+                            min_rows_per_genre: int = 10) -> tuple | None:
+    """How a window's errors lean by genre within users, beyond the reference lean.
 
-    A stratified permutation test in its normal form: under "no change", the errors left
-    after the reference lean are exchangeable across one user's movies, so the statistic
-    ``S = sum over rows of genre flags x error`` has mean zero and the covariance the
-    exchange implies, summed over users (each user's error variance times the spread of
-    its genre flags). ``S' Cov^-1 S`` is then chi-square with as many degrees of freedom
-    as the covariance has rank. Each user is compared only with itself, so a window of a
-    few dozen users with very different error levels is judged fairly.
-
-    The p-value is nominal: a user's errors also keep a personal genre lean the model did
-    not learn, which the exchange ignores, so unchanged windows fall below a level more
-    often than the level says (1.1% below 0.001 in the drift benchmark's worlds). Modelling
-    that lean makes the p-value exact but catches half as many taste shifts at the same
-    false-alarm rate, so the caller sets its level from measured false alarms instead.
+    Under "no change", the errors left after the reference lean are exchangeable across
+    one user's movies, so ``S = sum over rows of genre flags x error`` has mean zero and the
+    covariance the exchange implies, summed over users (each user's error variance times
+    the spread of its genre flags).
 
     Returns:
-        The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
+        ``(S, covariance, genres)`` over the genres (``unknown`` left out) with at least
+        ``min_rows_per_genre`` rows that vary within a user, or ``None`` when there are none.
     """
     residual, genres, codes, counts = _within_user(errors, flags, users)
     if not len(residual):
@@ -552,8 +544,32 @@ def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.nda
     if not varied.any():
         return None
     genres = genres[:, varied]
-    statistic = genres.T @ residual
     covariance = (genres * variance[codes][:, None]).T @ genres
+    return genres.T @ residual, covariance, np.flatnonzero(varied) + 1
+
+
+def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray,
+                            min_rows_per_genre: int = 10) -> float | None:
+    """p-value that the window's errors lean by genre, within users, beyond the reference.
+
+    A stratified permutation test in its normal form (see :func:`_within_user_genre_sums`):
+    ``S' Cov^-1 S`` is chi-square with as many degrees of freedom as the covariance has
+    rank. Each user is compared only with itself, so a window of a few dozen users with
+    very different error levels is judged fairly.
+
+    The p-value is nominal: a user's errors also keep a personal genre lean the model did
+    not learn, which the exchange ignores, so unchanged windows fall below a level more
+    often than the level says (1.1% below 0.001 in the drift benchmark's worlds). Modelling
+    that lean makes the p-value exact but catches half as many taste shifts at the same
+    false-alarm rate, so the caller sets its level from measured false alarms instead.
+
+    Returns:
+        The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
+    """
+    sums = _within_user_genre_sums(errors, flags, users, lean, min_rows_per_genre)
+    if sums is None:
+        return None
+    statistic, covariance, _ = sums
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     # Genres that always come together (e.g. one movie's two genres) make it singular.
     rank = eigenvalues > 1e-8 * max(eigenvalues.max(), 1e-300)
