@@ -55,11 +55,15 @@ def _directed_p_value(errors, flags, users, lean, direction: np.ndarray) -> floa
     return float(stats.norm.sf(weights @ statistic / np.sqrt(spread))) if spread > 0 else None
 
 
-def _p_values(monitor, world: World, cut: int, direction: np.ndarray) -> list:
+def _stream(world: World, cut: int) -> tuple:
+    """The world's ratings from ``cut`` on, in time order, and the index of the first after onset."""
+    ratings = world.generate()["ratings"]
+    stream = ratings[ratings["timestamp"] >= cut].reset_index(drop=True)
+    return stream, int((stream["timestamp"] < world.onset).sum())
+
+
+def _p_values(monitor, world: World, stream, onset_index: int, direction: np.ndarray) -> list:
     """(interactions after onset at the window's end, {statistic: p-value}) per window."""
-    tables = world.generate()
-    stream = tables["ratings"][tables["ratings"]["timestamp"] >= cut].reset_index(drop=True)
-    onset_index = int((stream["timestamp"] < world.onset).sum())
     lean = np.array([monitor.reference["errors"]["personal"]["within_user_genre_lean"][g] for g in GENRES[1:]])
     no_lean = np.zeros(len(GENRES) - 1)
     model = monitor.model
@@ -86,11 +90,8 @@ def _p_values(monitor, world: World, cut: int, direction: np.ndarray) -> list:
     return out
 
 
-def _signal_budget(monitor, world: World, cut: int) -> dict:
+def _signal_budget(monitor, world: World, stream, onset_index: int) -> dict:
     """What the first ``DEADLINE`` ratings after onset hold: users, and ratings the shift moved."""
-    ratings = world.generate()["ratings"]
-    stream = ratings[ratings["timestamp"] >= cut].reset_index(drop=True)
-    onset_index = int((stream["timestamp"] < world.onset).sum())
     rows = stream.iloc[onset_index: onset_index + DEADLINE]
     user_ids, movie_ids = rows["user_id"].to_numpy(), rows["movie_id"].to_numpy()
     before = np.full(len(rows), world.onset - 1)
@@ -117,12 +118,14 @@ def main() -> None:
         taste = World(WorldConfig(), Scenario.parse("taste_shift"), seed)
         direction = np.zeros(len(GENRES))
         direction[taste.taste_shift["genres"]] = taste.taste_shift["direction"]
-        for _, p_values in _p_values(monitor, World(WorldConfig(), Scenario.parse("none"), seed), cut, direction):
+        unchanged = World(WorldConfig(), Scenario.parse("none"), seed)
+        for _, p_values in _p_values(monitor, unchanged, *_stream(unchanged, cut), direction):
             for name in STATISTICS:
                 if p_values[name] is not None:
                     nulls[name].append(p_values[name])
-        budgets.append(_signal_budget(monitor, taste, cut))
-        windows = [p for end, p in _p_values(monitor, taste, cut, direction) if 0 < end <= DEADLINE]
+        stream, onset_index = _stream(taste, cut)
+        budgets.append(_signal_budget(monitor, taste, stream, onset_index))
+        windows = [p for end, p in _p_values(monitor, taste, stream, onset_index, direction) if 0 < end <= DEADLINE]
         for name in STATISTICS:
             shifted[name].append([p[name] for p in windows if p[name] is not None])
         print(f"  seed {seed} done", file=sys.stderr, flush=True)
