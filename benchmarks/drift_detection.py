@@ -94,6 +94,7 @@ def run_scenario(monitor, cut, naive, scenario: str, strength: float, seed: int)
             result[name] = {"delay": delay, "false_alarm_windows": int((values & before).sum()),
                             "windows_before": int(before.sum()), "post_flag_share": float(values[after].mean())}
     result["verdicts_after"] = [v for v, a in zip(verdicts, after) if a]
+    result["delays_after"] = [int(end - onset_index) for end in ends[after]]
     return result
 
 
@@ -150,6 +151,15 @@ def main() -> None:
                            for r in taste])
         print(f"taste_shift (strength 1): verdict 'concept' within 2 windows in {concept:.0%} of seeds; "
               f"user data drift flags {post_user:.1%} of post-onset windows")
+        # The same verdicts with no deadline: how long the concept drift takes to show, and
+        # whether the first alarm after onset names it.
+        later = [next((d for v, d in zip(r["verdicts_after"], r["delays_after"]) if v == "concept"), None) for r in taste]
+        first = [next((v for v in r["verdicts_after"] if v != "none"), None) for r in taste]
+        found = [d for d in later if d is not None]
+        median = f"{int(np.median(found)):,}" if found else "-"
+        print(f"taste_shift (strength 1), no deadline: verdict 'concept' at some point after onset in "
+              f"{len(found) / len(taste):.0%} of seeds (median {median} ratings after onset); "
+              f"the first alarming verdict after onset is 'concept' in {first.count('concept') / len(taste):.0%}")
     print(f"all detectors per window: median {np.median(timings) * 1000:.1f} ms, p95 {np.percentile(timings, 95) * 1000:.1f} ms "
           f"(goal <= 50 ms)")
 
