@@ -559,9 +559,10 @@ def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.nda
 
     The p-value is nominal: a user's errors also keep a personal genre lean the model did
     not learn, which the exchange ignores, so unchanged windows fall below a level more
-    often than the level says (1.1% below 0.001 in the drift benchmark's worlds). Modelling
-    that lean makes the p-value exact but catches half as many taste shifts at the same
-    false-alarm rate, so the caller sets its level from measured false alarms instead.
+    often than the level says (1.5% below 0.001 in the drift benchmark's worlds). Modelling
+    that lean makes the p-value exact but catches fewer taste shifts at the same
+    false-alarm rate (``benchmarks/taste_shift_ceiling.py``), so the caller sets its level
+    from measured false alarms instead.
 
     Returns:
         The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
