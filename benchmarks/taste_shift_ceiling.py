@@ -66,14 +66,12 @@ def _per_user(errors, flags, users, lean) -> list:
     return [(genres[codes == code], residual[codes == code]) for code in range(codes.max() + 1)] if len(codes) else []
 
 
-def _personal_lean_spread(monitor, cut: int, seed: int, lean: np.ndarray) -> float:
+def _personal_lean_spread(monitor, ratings, cut: int, lean: np.ndarray) -> float:
     """Variance of a user's own genre lean around the reference, by moments on held-out rows.
 
     For one user, ``E[S'S] = error variance x trace(G) + spread x trace(G G)`` with
     ``S = F' errors`` and ``G = F' F``; summing both sides over users gives the spread.
     """
-    world = World(WorldConfig(), Scenario.parse("none"), seed)
-    ratings = world.generate()["ratings"]
     heldout = user_time_holdout(ratings[ratings["timestamp"] < cut], 0.2)[1]
     errors, flags = monitor._errors(heldout)
     excess = scale = 0.0
@@ -104,9 +102,8 @@ def _exact_p_value(errors, flags, users, lean, spread: float) -> float | None:
     return float(stats.chi2.sf((projected ** 2 / eigenvalues[rank]).sum(), int(rank.sum())))
 
 
-def _stream(world: World, cut: int) -> tuple:
+def _stream(world: World, ratings, cut: int) -> tuple:
     """The world's ratings from ``cut`` on, in time order, and the index of the first after onset."""
-    ratings = world.generate()["ratings"]
     stream = ratings[ratings["timestamp"] >= cut].reset_index(drop=True)
     return stream, int((stream["timestamp"] < world.onset).sum())
 
@@ -169,17 +166,18 @@ def main() -> None:
     budgets, spreads = [], []
     for seed in range(args.seeds):
         monitor, cut, _ = trained_monitor(seed)
-        spread = _personal_lean_spread(monitor, cut, seed, _reference_lean(monitor))
+        unchanged = World(WorldConfig(), Scenario.parse("none"), seed)
+        ratings = unchanged.generate()["ratings"]
+        spread = _personal_lean_spread(monitor, ratings, cut, _reference_lean(monitor))
         spreads.append(spread)
         taste = World(WorldConfig(), Scenario.parse("taste_shift"), seed)
         direction = np.zeros(len(GENRES))
         direction[taste.taste_shift["genres"]] = taste.taste_shift["direction"]
-        unchanged = World(WorldConfig(), Scenario.parse("none"), seed)
-        for _, p_values in _p_values(monitor, unchanged, *_stream(unchanged, cut), direction, spread):
+        for _, p_values in _p_values(monitor, unchanged, *_stream(unchanged, ratings, cut), direction, spread):
             for name in STATISTICS:
                 if p_values[name] is not None:
                     nulls[name].append(p_values[name])
-        stream, onset_index = _stream(taste, cut)
+        stream, onset_index = _stream(taste, taste.generate()["ratings"], cut)
         budgets.append(_signal_budget(monitor, taste, stream, onset_index))
         windows = [p for end, p in _p_values(monitor, taste, stream, onset_index, direction, spread) if 0 < end <= DEADLINE]
         for name in STATISTICS:
