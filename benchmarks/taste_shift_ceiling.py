@@ -40,7 +40,8 @@ from drift_detection import DEADLINE, WINDOW, trained_monitor  # noqa: E402
 from reelops.console import print_table  # noqa: E402
 from reelops.data import user_time_holdout  # noqa: E402
 from reelops.data.layouts import GENRES  # noqa: E402
-from reelops.monitoring import _within_user, _within_user_genre_sums, _within_user_genre_test  # noqa: E402
+from reelops.monitoring import (  # noqa: E402
+    _chi_square_p_value, _within_user, _within_user_genre_sums, _within_user_genre_test)
 from reelops.simulate import Scenario, World, WorldConfig  # noqa: E402
 
 STATISTICS = ["detector", "detector, exact p-values", "told the answer", "perfect model", "perfect model, every user",
@@ -85,21 +86,16 @@ def _personal_lean_spread(monitor, ratings, cut: int, lean: np.ndarray) -> float
 
 
 def _exact_p_value(errors, flags, users, lean, spread: float) -> float | None:
-    """The detector's chi-square, with each user's personal genre lean in the covariance."""
-    groups = _per_user(errors, flags, users, lean)
-    if not groups:
+    """The detector's chi-square, with each user's personal genre lean added to its covariance."""
+    sums = _within_user_genre_sums(errors, flags, users, lean)
+    if sums is None:
         return None
-    statistic = sum(genres.T @ residual for genres, residual in groups)
-    covariance = sum(residual @ residual / (len(residual) - 1) * genres.T @ genres
-                     + spread * (genres.T @ genres) @ (genres.T @ genres) for genres, residual in groups)
-    # The detector's rule: genres with at least 10 rows that vary within a user.
-    varied = sum((np.abs(genres) > 1e-12).sum(axis=0) for genres, _ in groups) >= 10
-    if not varied.any():
-        return None
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance[np.ix_(varied, varied)])
-    rank = eigenvalues > 1e-8 * eigenvalues.max()
-    projected = eigenvectors[:, rank].T @ statistic[varied]
-    return float(stats.chi2.sf((projected ** 2 / eigenvalues[rank]).sum(), int(rank.sum())))
+    statistic, covariance, genres = sums
+    columns = genres - 1  # the sums leave ``unknown`` out
+    for flags_of_user, _ in _per_user(errors, flags, users, lean):
+        gram = flags_of_user.T @ flags_of_user
+        covariance = covariance + spread * (gram @ gram)[np.ix_(columns, columns)]
+    return _chi_square_p_value(statistic, covariance)
 
 
 def _stream(world: World, ratings, cut: int) -> tuple:

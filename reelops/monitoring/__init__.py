@@ -568,9 +568,11 @@ def _within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.nda
         The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
     """
     sums = _within_user_genre_sums(errors, flags, users, lean, min_rows_per_genre)
-    if sums is None:
-        return None
-    statistic, covariance, _ = sums
+    return None if sums is None else _chi_square_p_value(*sums[:2])
+
+
+def _chi_square_p_value(statistic: np.ndarray, covariance: np.ndarray) -> float:
+    """p-value of ``S' Cov^-1 S``, chi-square with the covariance's rank as degrees of freedom."""
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     # Genres that always come together (e.g. one movie's two genres) make it singular.
     rank = eigenvalues > 1e-8 * max(eigenvalues.max(), 1e-300)
