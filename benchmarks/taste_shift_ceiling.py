@@ -35,14 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from drift_detection import DEADLINE, WINDOW, trained_monitor  # noqa: E402
+from drift_detection import DEADLINE, WINDOW, generated, trained_monitor  # noqa: E402
 
 from reelops.console import print_table  # noqa: E402
 from reelops.data import user_time_holdout  # noqa: E402
 from reelops.data.layouts import GENRES  # noqa: E402
 from reelops.monitoring import (  # noqa: E402
     _chi_square_p_value, _within_user, _within_user_genre_sums, _within_user_genre_test)
-from reelops.simulate import Scenario, World, WorldConfig  # noqa: E402
+from reelops.simulate import World  # noqa: E402
 
 STATISTICS = ["detector", "detector, exact p-values", "told the answer", "perfect model", "perfect model, every user",
               "perfect model, every user, told the answer"]
@@ -162,18 +162,18 @@ def main() -> None:
     budgets, spreads = [], []
     for seed in range(args.seeds):
         monitor, cut, _ = trained_monitor(seed)
-        unchanged = World(WorldConfig(), Scenario.parse("none"), seed)
-        ratings = unchanged.generate()["ratings"]
+        unchanged, tables = generated("none", 1.0, seed)  # the model's own world, kept by the drift benchmark
+        ratings = tables["ratings"]
         spread = _personal_lean_spread(monitor, ratings, cut, _reference_lean(monitor))
         spreads.append(spread)
-        taste = World(WorldConfig(), Scenario.parse("taste_shift"), seed)
+        taste, tables = generated("taste_shift", 1.0, seed)
         direction = np.zeros(len(GENRES))
         direction[taste.taste_shift["genres"]] = taste.taste_shift["direction"]
         for _, p_values in _p_values(monitor, unchanged, *_stream(unchanged, ratings, cut), direction, spread):
             for name in STATISTICS:
                 if p_values[name] is not None:
                     nulls[name].append(p_values[name])
-        stream, onset_index = _stream(taste, taste.generate()["ratings"], cut)
+        stream, onset_index = _stream(taste, tables["ratings"], cut)
         budgets.append(_signal_budget(monitor, taste, stream, onset_index))
         windows = [p for end, p in _p_values(monitor, taste, stream, onset_index, direction, spread) if 0 < end <= DEADLINE]
         for name in STATISTICS:
