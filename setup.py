@@ -10,7 +10,7 @@ import os
 import re
 import subprocess
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,13 +45,9 @@ setup(
     long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=[
-        "reelops",
-        "reelops.data",
-        "reelops.models",
-        "reelops.components",
-        "reelops.pipelines",
-    ],
+    # Discovered, never listed by hand: a hand-written list once left reelops.serving and
+    # reelops.monitoring out of the wheel (tests/test_packaging.py installs the wheel to check).
+    packages=find_packages(include=["reelops", "reelops.*"]) + ["reelops.components", "reelops.pipelines"],
     # components/ and pipelines/ live at the top level (design card) but ship in the package.
     package_dir={
         "reelops": "reelops",

@@ -106,7 +106,7 @@ def main() -> None:
         ports = {name: free_port() for name in ("reelops predictor", "bare kserve.Model", "bare Starlette")}
         commands = {
             "reelops predictor": [sys.executable, "-m", "reelops.cli", "serve", "--model-dir", str(scratch / "model"),
-                                  "--port", str(ports["reelops predictor"]), "--no-grpc"],
+                                  "--allow-unblessed", "--port", str(ports["reelops predictor"]), "--no-grpc"],
             "bare kserve.Model": [sys.executable, str(ROOT / "benchmarks" / "_bare_servers.py"), "kserve",
                                   str(ports["bare kserve.Model"])],
             "bare Starlette": [sys.executable, str(ROOT / "benchmarks" / "_bare_servers.py"), "starlette",

@@ -92,6 +92,8 @@ def _render_ingest(result: dict) -> None:
         print(f"  ... and {len(result['bad_rows']) - 20} more (see quarantine.csv)")
     for warning in result["warnings"]:
         print(f"warning: {warning}")
+    for path in result.get("cleaned") or []:
+        print(f"cleaned up: {path} (left by an ingest that did not finish)")
 
 
 def cmd_data_ingest(args) -> None:
@@ -295,8 +297,7 @@ def cmd_registry(args) -> None:
     action = args.registry_command
     if action == "register":
         result = registry.register(args.model_dir, reason=args.reason)
-        _emit(args, result, lambda r: print(
-            f"registered version {r['version']} ({'alias ' + r['alias'] if r['alias'] else 'no alias: not blessed'})"))
+        _emit(args, result, _render_registration)
     elif action == "list":
         rows = registry.list_versions()
         _emit(args, {"versions": rows, "history": registry.history()}, lambda r: (
@@ -321,7 +322,9 @@ def cmd_registry(args) -> None:
         rows = registry.lineage(args.dataset)
         _emit(args, {"dataset_version": args.dataset, "versions": rows}, lambda r: _render_versions(r["versions"]))
     elif action == "promote":
-        aliases = registry.promote(args.version, reason=args.reason or "promoted by hand")
+        if args.force and not (args.reason or "").strip():
+            raise CommandError("--force needs --reason TEXT: an override is recorded in the alias history")
+        aliases = registry.promote(args.version, reason=args.reason or "promoted by hand", force=args.force)
         _emit(args, {"aliases": aliases}, lambda r: print("aliases: " + ", ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items()))))
     elif action == "rollback":
         aliases = registry.rollback(reason=args.reason or "rolled back by hand")
@@ -330,12 +333,23 @@ def cmd_registry(args) -> None:
         _emit(args, {"history": registry.history()}, lambda r: _render_history(r["history"]))
 
 
+def _render_registration(result: dict) -> None:
+    for line in result.get("cleaned") or []:
+        print(f"cleaned up: {line}")
+    alias = f"alias {result['alias']}" if result["alias"] else f"no alias: {result['gate']}"
+    if result["created"]:
+        print(f"registered version {result['version']} ({alias})")
+    else:
+        print(f"already registered as version {result['version']} (same model content; {alias})")
+
+
 def _render_history(entries: list) -> None:
     from reelops.console import print_table
 
     if entries:
         print()
-        print_table([[e["time"], e["alias"], e["from"] or "-", e["to"] or "-", e["reason"]] for e in entries],
+        print_table([[e["time"], e["alias"], e["from"] or "-", e["to"] or "-",
+                      ("OVERRIDE: " if e.get("override") else "") + e["reason"]] for e in entries],
                     ["time", "alias", "from", "to", "reason"], title="alias history")
 
 
@@ -421,9 +435,24 @@ def _load_any_dataset(data: str) -> dict:
 def cmd_serve(args) -> None:
     from reelops.serving.server import serve
 
+    if not args.allow_unblessed:
+        # The predictor checks again when it loads (it is the only one that sees a storage
+        # URI's content); checking here too makes a refusal one line before any server starts.
+        _check_servable(args)
     serve(model_dir=args.model_dir, alias=args.model_alias, storage_uri=args.storage_uri, name=args.name,
           http_port=args.port, grpc_port=None if args.no_grpc else args.grpc_port, logger_url=args.logger_url,
-          max_instances=args.max_instances)
+          max_instances=args.max_instances, allow_unblessed=args.allow_unblessed)
+
+
+def _check_servable(args) -> None:
+    from reelops.gate import check_servable
+
+    if args.model_dir:
+        check_servable(model_dir=args.model_dir)
+    elif args.model_alias:
+        from reelops import registry
+
+        check_servable(version=registry.resolve_alias(args.model_alias), alias=args.model_alias)
 
 
 def cmd_predict(args) -> None:
@@ -594,10 +623,35 @@ def _render_run(summary: dict) -> None:
 # ---------------------------------------------------------------------------- parser
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the package version and the commit, looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from reelops.buildinfo import git_commit
+
+        print(f"reelops {__version__} (commit {git_commit()})")
+        parser.exit()
+
+
+def _share(text: str) -> float:
+    """An argparse type: a share between 0 and 1 (NaN and anything outside are usage errors)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every reelops command."""
-    parser = argparse.ArgumentParser(prog="reelops", description="MLOps lifecycle of a movie recommender")
-    parser.add_argument("--version", action="version", version=f"reelops {__version__}")
+    parser = argparse.ArgumentParser(prog="reelops", description="MLOps lifecycle of a movie recommender",
+                                     epilog="--debug (anywhere, or REELOPS_DEBUG=1) prints the traceback of a failure")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and the commit it was built from")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
@@ -611,11 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = with_json(data_commands.add_parser("ingest", help="read, validate and version a source"))
     ingest.add_argument("source", help="folder, .zip, fsspec URL, or movielens-100k")
     ingest.add_argument("--out", help="store of dataset versions (default: <workspace>/datasets)")
-    ingest.add_argument("--max-bad-share", type=float, default=0.01, help="largest share of bad rows accepted")
+    ingest.add_argument("--max-bad-share", type=_share, default=0.01, help="largest share of bad rows accepted (0 to 1)")
     ingest.set_defaults(handler=cmd_data_ingest)
     validate = with_json(data_commands.add_parser("validate", help="check a raw source; writes nothing"))
     validate.add_argument("source")
-    validate.add_argument("--max-bad-share", type=float, default=0.01)
+    validate.add_argument("--max-bad-share", type=_share, default=0.01, help="largest share of bad rows accepted (0 to 1)")
     validate.set_defaults(handler=cmd_data_validate)
 
     simulate = with_json(commands.add_parser("simulate", help="generate a synthetic movie world (or compare one)"))
@@ -670,6 +724,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote = with_json(registry_commands.add_parser("promote", help="make a version production"))
     promote.add_argument("version")
     promote.add_argument("--reason")
+    promote.add_argument("--force", action="store_true",
+                         help="promote a version the gate did not bless (needs --reason; recorded as an override)")
     rollback = with_json(registry_commands.add_parser("rollback", help="swap production and previous back"))
     rollback.add_argument("--reason")
     with_json(registry_commands.add_parser("history", help="every alias move"))
@@ -696,6 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-grpc", action="store_true")
     serve.add_argument("--logger-url", help="send request/response CloudEvents here (KServe logger format)")
     serve.add_argument("--max-instances", type=int, default=1000)
+    serve.add_argument("--allow-unblessed", action="store_true",
+                       help="serve a model the gate did not bless (tests, benchmarks, experiments)")
     serve.set_defaults(handler=cmd_serve)
 
     predict = with_json(commands.add_parser("predict", help="ask a running predictor for recommendations"))
@@ -736,12 +794,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    """Entry point of the ``reelops`` console script."""
+def _user_facing_errors() -> tuple:
+    """Error types whose message is written for the user: it is shown as it is, with no hint."""
     from reelops.data import DataValidationError, SourceError
+    from reelops.gate import UnblessedModelError
     from reelops.monitoring import MonitoringInputError
     from reelops.registry import RegistryError
 
+    return (CommandError, DataValidationError, SourceError, RegistryError, MonitoringInputError, UnblessedModelError)
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message, with its type when reelops did not write it."""
+    text = str(error).strip()
+    if isinstance(error, KeyError):  # str(KeyError) is only the quoted key
+        return f"missing key {text}"
+    if not text:
+        return type(error).__name__
+    first = text.splitlines()[0]
+    if isinstance(error, _user_facing_errors()) or type(error).__module__.startswith("reelops"):
+        return first
+    # Errors from below (zlib, OS, numpy) get their type: "error: Error -3 ..." alone says little.
+    return f"{type(error).__name__}: {first}"
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``reelops`` console script.
+
+    Every failure ends with one line, ``reelops: error: <what and where>``, and a non-zero
+    exit; ``--debug`` (or ``REELOPS_DEBUG=1``) prints the traceback as well.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug may stand anywhere on the line, as users type it.
+    debug = "--debug" in argv or os.environ.get("REELOPS_DEBUG", "") not in ("", "0")
+    argv = [word for word in argv if word != "--debug"]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -749,14 +835,18 @@ def main(argv=None) -> int:
         return int(exit_.code or 0)
     try:
         args.handler(args)
-    except (CommandError, DataValidationError, SourceError, RegistryError, MonitoringInputError, FileNotFoundError,
-            ValueError, KeyError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"reelops: error: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("reelops: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - the user sees one line; --debug shows the rest
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        expected = isinstance(error, (*_user_facing_errors(), OSError, ValueError))
+        hint = "" if debug or expected else " (--debug shows the traceback)"
+        print(f"reelops: error: {_one_line(error)}{hint}", file=sys.stderr)
+        return 1
     return 0
 
 

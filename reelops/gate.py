@@ -6,7 +6,11 @@ model was trained on, so neither model is scored on what it memorised). With no 
 production, the candidate must beat the bias baseline's RMSE and the popularity
 baseline's NDCG@10, both fitted on the candidate's training rows. The decision, what it
 was compared with, the metrics of both sides and every reason go into
-``MODEL_DIR/blessing.json``, which registration with an alias and deployment require.
+``MODEL_DIR/blessing.json``, which registration with an alias, promotion and serving require.
+
+A blessing is bound to the model's content: it records :func:`model_content_hash` of the
+folder it judged, and counts only for a folder with the same hash, so a copied or
+hand-written ``blessing.json`` blesses nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from pathlib import Path
 import numpy as np
 
 BLESSED, REJECTED = "blessed", "rejected"
+
+
+class UnblessedModelError(RuntimeError):
+    """A model the gate did not bless was about to be served or promoted without an override."""
 
 
 @dataclass
@@ -71,7 +79,7 @@ def run_gate(model_dir: str | os.PathLike, data: str | os.PathLike, thresholds: 
     """
     from reelops.data import load_dataset
     from reelops.evaluation import evaluate, evaluation_rows
-    from reelops.models import holdout_split, load_model, make_model
+    from reelops.models import holdout_split, load_model, make_model, model_content_hash
 
     thresholds = thresholds or Thresholds()
     candidate = load_model(model_dir)
@@ -122,6 +130,7 @@ def run_gate(model_dir: str | os.PathLike, data: str | os.PathLike, thresholds: 
         if not candidate_metrics["ndcg@10"] > popularity["ndcg@10"]:
             reasons.append(f"NDCG@10 {candidate_metrics['ndcg@10']:.4f} does not beat the popularity baseline's "
                            f"{popularity['ndcg@10']:.4f}")
+    blessing["model_hash"] = model_content_hash(model_dir)
     blessing["decision"] = REJECTED if reasons else BLESSED
     blessing["reasons"] = reasons or ["every threshold holds"]
     path = Path(model_dir) / "blessing.json"
@@ -145,7 +154,60 @@ def _production(production_dir):
     return model, version
 
 
-def is_blessed(model_dir: str | os.PathLike) -> bool:
-    """Whether the gate blessed this model directory."""
+def blessing_status(model_dir: str | os.PathLike) -> tuple:
+    """What the gate said about exactly this model: ``(decision, explanation)``.
+
+    ``decision`` is ``blessed`` or ``rejected`` when ``blessing.json`` judged this very
+    content; ``none`` when there is no blessing, or one written for other content.
+    """
+    from reelops.models import model_content_hash
+
     path = Path(model_dir) / "blessing.json"
-    return path.is_file() and json.loads(path.read_text()).get("decision") == BLESSED
+    if not path.is_file():
+        return "none", "never gated (no blessing.json)"
+    try:
+        blessing = json.loads(path.read_text())
+    except ValueError:
+        return "none", f"{path} is not valid JSON"
+    recorded = blessing.get("model_hash")
+    if not recorded:
+        return "none", f"{path} names no model_hash, so it cannot vouch for this model"
+    if recorded != model_content_hash(model_dir):
+        return "none", f"{path} was written for other model content (hash {recorded[:12]}), not this model"
+    decision = blessing.get("decision")
+    if decision == BLESSED:
+        return BLESSED, "blessed by the gate"
+    return REJECTED, "rejected by the gate: " + "; ".join(blessing.get("reasons") or ["no reason recorded"])
+
+
+def is_blessed(model_dir: str | os.PathLike) -> bool:
+    """Whether the gate blessed this model directory's very content."""
+    return blessing_status(model_dir)[0] == BLESSED
+
+
+def check_servable(model_dir: str | os.PathLike | None = None, version: str | None = None,
+                   alias: str | None = None) -> str:
+    """Refuse to serve a model the gate did not bless; say why it may serve otherwise.
+
+    Args:
+        model_dir: a model directory (judged by its ``blessing.json`` and content hash), or
+        version: a registry version (judged by its tags), with
+        alias: the alias it is served under (an override recorded for that alias counts).
+
+    Returns:
+        One line saying why the model may serve.
+
+    Raises:
+        UnblessedModelError: the model is not blessed (and holds no override).
+    """
+    if version is not None:
+        from reelops import registry
+
+        allowed, explanation = registry.serving_check(version, alias)
+    else:
+        decision, explanation = blessing_status(model_dir)
+        allowed = decision == BLESSED
+        explanation = f"{model_dir}: {explanation}"
+    if not allowed:
+        raise UnblessedModelError(f"refusing to serve: {explanation}; pass --allow-unblessed to serve it anyway")
+    return explanation

@@ -11,6 +11,15 @@ lock: a blessed model becomes ``production`` when no version holds it, ``canary`
 otherwise; an unblessed model is registered with no alias. The alias is set last, once
 the version and its artifacts are complete, so a failure part-way leaves no alias on an
 incomplete version (and the incomplete version is deleted).
+
+The gate is enforced here: only a version the gate blessed (``reelops.blessed`` tag, set
+from a blessing bound to the model's content hash) may become ``production`` or
+``canary``, unless an override is given explicitly with a reason, which the alias
+history and the version's tags keep. Registration is idempotent on the model's content.
+
+Store kinds: the workspace's sqlite store (``MLFLOW_TRACKING_URI`` unset), a sqlite store
+the user names (``MLFLOW_TRACKING_URI=sqlite:///...``, artifacts beside the database), or
+a tracking server (``http(s)://``, artifacts through the server).
 """
 
 from __future__ import annotations
@@ -19,12 +28,12 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import shutil
-import tempfile
+import socket
 import warnings
 from pathlib import Path
 
 from reelops import buildinfo
+from reelops.staging import clean_stale, staging_folder
 from reelops.workspace import workspace_dir
 
 MODEL_NAME = "movie-recommender"
@@ -47,8 +56,12 @@ def _store_dir() -> Path:
 
 
 # mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI for subprocesses; this marker tells
-# a URI that reelops set for its local store from one the user chose.
+# the URI of the workspace's own store (which reelops set) from one the user chose.
 _LOCAL_MARKER = "REELOPS_LOCAL_MLFLOW_URI"
+
+
+def _workspace_store_uri() -> str:
+    return f"sqlite:///{_store_dir() / 'mlflow.db'}"
 
 
 def tracking_uri() -> str:
@@ -56,26 +69,65 @@ def tracking_uri() -> str:
     chosen = os.environ.get("MLFLOW_TRACKING_URI")
     if chosen and chosen != os.environ.get(_LOCAL_MARKER):
         return chosen
-    return f"sqlite:///{_store_dir() / 'mlflow.db'}"
+    return _workspace_store_uri()
 
 
 def is_local_store() -> bool:
     return tracking_uri().startswith("sqlite:///")
 
 
+def _artifact_root(uri: str) -> str | None:
+    """Where runs of a sqlite store keep artifacts: beside the database (a server decides its own)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).expanduser().absolute()
+    return (database.parent / "artifacts").as_uri()
+
+
+# One lock object per lock file and process: FileLock counts re-entries of the same object,
+# but a second object on the same file waits for the first (rollback() once deadlocked on
+# the lock that client() then took again).
+_locks: dict = {}
+
+
+def _lock_timeout() -> float:
+    """Seconds to wait for the registry lock (``REELOPS_REGISTRY_LOCK_TIMEOUT``, default 300)."""
+    text = os.environ.get("REELOPS_REGISTRY_LOCK_TIMEOUT", "300")
+    try:
+        return float(text)
+    except ValueError:
+        raise RegistryError(f"REELOPS_REGISTRY_LOCK_TIMEOUT={text!r} is not a number of seconds") from None
+
+
 @contextlib.contextmanager
-def store_lock(timeout: float = 300.0):
+def store_lock(timeout: float | None = None):
     """Serialise first-use migrations and alias decisions between local processes.
 
     A sqlite store migrates on first use and two processes doing that at once collide;
     alias decisions (who becomes production) must not interleave either. The lock file
     lives in the workspace, so it serialises processes sharing that workspace; with a
-    remote tracking server, processes in other workspaces are not serialised.
-    """
-    from filelock import FileLock
+    remote tracking server, processes in other workspaces are not serialised (the alias
+    moves re-read what they set, see :func:`_move_alias`). Re-entrant within a process.
 
-    with FileLock(str(_store_dir() / "registry.lock"), timeout=timeout):
+    Raises:
+        RegistryError: another process held the lock for longer than ``timeout``.
+    """
+    from filelock import FileLock, Timeout
+
+    timeout = _lock_timeout() if timeout is None else timeout
+    path = str(_store_dir() / "registry.lock")
+    lock = _locks.get(path)
+    if lock is None:
+        lock = _locks[path] = FileLock(path)
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise RegistryError(f"{path}: another reelops process has held the registry lock for more than "
+                            f"{timeout:.0f} s; try again when it has finished") from None
+    try:
         yield
+    finally:
+        lock.release()
 
 
 _client_cache: dict = {}
@@ -85,7 +137,7 @@ def _point_mlflow_at(uri: str) -> None:
     """The fluent API (runs, log_model, pyfunc loading) follows the same store as the client."""
     import mlflow
 
-    if uri.startswith("sqlite:///"):
+    if uri == _workspace_store_uri():
         os.environ[_LOCAL_MARKER] = uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -99,6 +151,8 @@ def client():
         return _client_cache[uri]
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # With a tracking server MLflow prints run links to stdout, which --json reserves for one object.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import logging
 
     import mlflow
@@ -112,9 +166,8 @@ def client():
     with store_lock():
         store = MlflowClient(tracking_uri=uri, registry_uri=uri)
         if store.get_experiment_by_name(EXPERIMENT) is None:
-            artifacts = (_store_dir() / "artifacts").as_uri() if uri.startswith("sqlite:///") else None
             try:
-                store.create_experiment(EXPERIMENT, artifact_location=artifacts)
+                store.create_experiment(EXPERIMENT, artifact_location=_artifact_root(uri))
             except Exception:  # another process created it between our check and create
                 if store.get_experiment_by_name(EXPERIMENT) is None:
                     raise
@@ -131,6 +184,29 @@ def client():
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _process_start(pid: int) -> str:
+    """The start time of a process in clock ticks since boot ('' when it does not exist)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_identity() -> str:
+    """``host:pid:start`` of this process: written on what it creates, to tell later whether it is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _is_gone(identity: str) -> bool:
+    """Whether the process named by ``identity`` has ended (only decidable on this host)."""
+    host, _, rest = (identity or "").partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return _process_start(int(pid)) != start
 
 
 # ---------------------------------------------------------------------- pyfunc
@@ -193,7 +269,7 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
         fail_after_artifacts: raise after uploading artifacts (for failure-injection tests).
 
     Returns:
-        ``(run_id, model_uri)`` of the logged pyfunc model.
+        ``(run_id, model_uri, model_id)`` of the logged pyfunc model.
     """
     import mlflow
 
@@ -203,7 +279,7 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
     evaluation = _read_json(model_dir / "evaluation.json")
     blessing = _read_json(model_dir / "blessing.json")
     experiment = store.get_experiment_by_name(EXPERIMENT)
-    tags = lineage_tags(meta)
+    tags = {**lineage_tags(meta), "reelops.process": _process_identity()}
     with mlflow.start_run(experiment_id=experiment.experiment_id, tags=tags) as run:
         params = {f"param.{k}": v for k, v in meta.get("parameters", {}).items()}
         params.update({"algorithm": meta["algorithm"], "holdout": (meta.get("holdout") or {}).get("kind", "none"),
@@ -228,7 +304,7 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
                 # Naming the requirement skips MLflow's inference, which imports the model.
                 pip_requirements=[f"reelops=={buildinfo.describe()['package_version']}"],
             )
-    return run.info.run_id, info.model_uri
+    return run.info.run_id, info.model_uri, info.model_id
 
 
 def _read_json(path: Path):
@@ -244,25 +320,37 @@ def _aliases() -> dict:
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
-def _record_move(alias: str, from_version, to_version, reason: str) -> None:
+def _record_move(alias: str, from_version, to_version, reason: str, override: bool = False) -> None:
     store = client()
     tags = store.get_registered_model(MODEL_NAME).tags or {}
     sequence = 1 + max([int(k[len(_HISTORY_PREFIX):]) for k in tags if k.startswith(_HISTORY_PREFIX)] or [0])
     entry = {"time": _now(), "alias": alias, "from": from_version, "to": to_version, "reason": reason}
+    if override:
+        entry["override"] = True
     store.set_registered_model_tag(MODEL_NAME, f"{_HISTORY_PREFIX}{sequence:06d}", json.dumps(entry, sort_keys=True))
 
 
-def _move_alias(alias: str, version, reason: str) -> None:
-    """Point ``alias`` at ``version`` (or remove it when None) and record the move."""
+def _move_alias(alias: str, version, reason: str, override: bool = False) -> None:
+    """Point ``alias`` at ``version`` (or remove it when None) and record the move.
+
+    Callers hold :func:`store_lock`. Processes that share no workspace (several machines on
+    one tracking server) are not serialised by it, so the alias is read back after the
+    change: a concurrent move is reported instead of being recorded as ours.
+    """
     store = client()
     current = _aliases().get(alias)
-    if current == (None if version is None else str(version)):
+    wanted = None if version is None else str(version)
+    if current == wanted:
         return
     if version is None:
         store.delete_registered_model_alias(MODEL_NAME, alias)
     else:
-        store.set_registered_model_alias(MODEL_NAME, alias, str(version))
-    _record_move(alias, current, None if version is None else str(version), reason)
+        store.set_registered_model_alias(MODEL_NAME, alias, wanted)
+    now = _aliases().get(alias)
+    if now != wanted:
+        raise RegistryError(f"alias {alias!r} was moved to {now} by another process while this one set it to "
+                            f"{wanted}; check 'reelops registry history' and try again")
+    _record_move(alias, current, wanted, reason, override=override)
 
 
 def history() -> list:
@@ -271,38 +359,114 @@ def history() -> list:
     return [json.loads(tags[key]) for key in sorted(k for k in tags if k.startswith(_HISTORY_PREFIX))]
 
 
+def _check_model_folder(model_dir: Path) -> str:
+    """The content hash of a complete, loadable model folder trained on some ratings.
+
+    Raises:
+        RegistryError: the folder is not such a model (says what is missing or wrong).
+    """
+    from reelops.models import load_model, model_content_hash
+
+    if not (model_dir / "model.json").is_file():
+        raise RegistryError(f"{model_dir}: not a model directory (no model.json)")
+    try:
+        content = model_content_hash(model_dir)
+        model = load_model(model_dir)
+    except Exception as error:  # any reason the folder cannot be loaded is a reason not to register it
+        raise RegistryError(f"{model_dir}: not a complete, loadable model ({type(error).__name__}: "
+                            f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'})") from error
+    if len(model.user_ids_) == 0 or len(model.movie_ids_) == 0:
+        raise RegistryError(f"{model_dir}: the model was trained on no ratings "
+                            f"({len(model.user_ids_)} users, {len(model.movie_ids_)} movies)")
+    return content
+
+
+def clean_abandoned() -> list:
+    """Finish what killed registrations on this host left behind; say what was cleaned.
+
+    A register process killed while logging leaves its MLflow run ``RUNNING`` forever; one
+    killed between creating a version and completing it leaves an incomplete version.
+    Each carries the identity of the process that made it; those whose process has ended
+    are closed (the run marked ``KILLED``) or deleted (the incomplete version).
+    """
+    store = client()
+    cleaned = []
+    experiment = store.get_experiment_by_name(EXPERIMENT)
+    for run in store.search_runs([experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"):
+        identity = run.data.tags.get("reelops.process", "")
+        if _is_gone(identity):
+            store.set_terminated(run.info.run_id, status="KILLED")
+            cleaned.append(f"run {run.info.run_id} marked KILLED (its process {identity.split(':')[1]} has ended)")
+    for model_version in store.search_model_versions(f"name='{MODEL_NAME}'"):
+        tags = model_version.tags or {}
+        if tags.get("reelops.complete") != "true" and _is_gone(tags.get("reelops.process", "")):
+            store.delete_model_version(MODEL_NAME, str(model_version.version))
+            cleaned.append(f"incomplete version {model_version.version} deleted (its process has ended)")
+    return cleaned
+
+
+def _version_with_content(content: str):
+    """The registered version of a model content hash, or None."""
+    for model_version in client().search_model_versions(f"name='{MODEL_NAME}'"):
+        tags = model_version.tags or {}
+        if tags.get("reelops.model_hash") == content and tags.get("reelops.complete") == "true":
+            return model_version
+    return None
+
+
+def _decide_alias(version: str, reason: str | None) -> str:
+    """Under the store lock: a blessed version becomes production, or canary next to one."""
+    with store_lock():
+        alias = "production" if "production" not in _aliases() else "canary"
+        _move_alias(alias, version, reason or ("first blessed model" if alias == "production"
+                                              else "blessed candidate next to production"))
+    return alias
+
+
 def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after_artifacts: bool = False) -> dict:
     """Log and register a model directory; the registry decides its alias.
 
-    A model with a blessing (``blessing.json``, decision ``blessed``) becomes
-    ``production`` when no version holds it, ``canary`` otherwise; an unblessed model is
-    registered without alias.
+    A model the gate blessed (a ``blessing.json`` whose ``model_hash`` matches the
+    folder's content) becomes ``production`` when no version holds it, ``canary``
+    otherwise; any other model is registered without alias. A folder whose content is
+    already registered gives back that version (``created: False``) instead of a new one.
 
     Returns:
-        ``{"version", "alias", "run_id", "blessed"}``.
+        ``{"version", "alias", "run_id", "blessed", "gate", "created", "cleaned"}``.
+
+    Raises:
+        RegistryError: the folder is not a complete, loadable model.
     """
+    from reelops.gate import BLESSED, blessing_status
+
     model_dir = Path(model_dir)
-    if not (model_dir / "model.json").is_file():
-        raise RegistryError(f"{model_dir}: not a model directory (no model.json)")
-    blessing = _read_json(model_dir / "blessing.json")
-    blessed = bool(blessing and blessing.get("decision") == "blessed")
+    content = _check_model_folder(model_dir)
+    decision, explanation = blessing_status(model_dir)
+    blessed = decision == BLESSED
+    blessing = _read_json(model_dir / "blessing.json") if decision != "none" else None
     store = client()
+    cleaned = clean_abandoned()
+    existing = _version_with_content(content)
+    if existing is not None:
+        return _already_registered(existing, decision, explanation, reason, cleaned)
     meta = json.loads((model_dir / "model.json").read_text())
-    run_id, model_uri = log_training_run(model_dir, fail_after_artifacts=fail_after_artifacts)
+    run_id, model_uri, model_id = log_training_run(model_dir, fail_after_artifacts=fail_after_artifacts)
     tags = {**lineage_tags(meta), "reelops.blessed": str(blessed).lower(), "reelops.complete": "false",
-            "reelops.gate_decision": (blessing or {}).get("decision", "none"),
+            "reelops.model_hash": content, "reelops.process": _process_identity(),
+            "reelops.gate_decision": decision,
             "reelops.gate_compared_with": str((blessing or {}).get("compared_with", {}).get("version") or "")}
     version = None
     try:
-        created = store.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags)
-        version = str(created.version)
-        store.set_model_version_tag(MODEL_NAME, version, "reelops.complete", "true")
-        alias = None
         with store_lock():
-            if blessed:
-                alias = "production" if "production" not in _aliases() else "canary"
-                _move_alias(alias, version, reason or ("first blessed model" if alias == "production"
-                                                      else "blessed candidate next to production"))
+            existing = _version_with_content(content)
+            if existing is not None:  # another process registered the same content meanwhile
+                store.delete_run(run_id)
+                return _already_registered(existing, decision, explanation, reason, cleaned)
+            # A tracking server needs the logged model's id next to a models:/ source.
+            created = store.create_model_version(MODEL_NAME, model_uri, run_id=run_id, tags=tags, model_id=model_id)
+            version = str(created.version)
+            store.set_model_version_tag(MODEL_NAME, version, "reelops.complete", "true")
+            alias = _decide_alias(version, reason) if blessed else None
     except BaseException:
         if version is not None:  # an incomplete version must not stay behind
             with contextlib.suppress(Exception):
@@ -310,20 +474,61 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after
         raise
     (model_dir / "registration.json").write_text(json.dumps(
         {"version": version, "alias": alias, "run_id": run_id, "model_uri": model_uri, "registered_at": _now()}, indent=2))
-    return {"version": version, "alias": alias, "run_id": run_id, "blessed": blessed}
+    return {"version": version, "alias": alias, "run_id": run_id, "blessed": blessed, "gate": explanation,
+            "created": True, "cleaned": cleaned}
 
 
-def promote(version, reason: str = "promoted") -> dict:
-    """``version`` becomes production; the old production becomes ``previous``."""
+def _already_registered(model_version, decision: str, explanation: str, reason: str | None, cleaned: list) -> dict:
+    """The answer for content registered before; a newer gate decision on it is recorded."""
+    from reelops.gate import BLESSED
+
+    store = client()
+    version = str(model_version.version)
+    tags = model_version.tags or {}
+    was_blessed = tags.get("reelops.blessed") == "true"
+    alias = None
+    if decision != "none" and decision != tags.get("reelops.gate_decision"):
+        store.set_model_version_tag(MODEL_NAME, version, "reelops.gate_decision", decision)
+        store.set_model_version_tag(MODEL_NAME, version, "reelops.blessed", str(decision == BLESSED).lower())
+        if decision == BLESSED and not was_blessed and version not in _aliases().values():
+            alias = _decide_alias(version, reason or "blessed after registration")
+    held = sorted(name for name, holder in _aliases().items() if holder == version)
+    return {"version": version, "alias": alias or (held[0] if held else None), "run_id": model_version.run_id,
+            "blessed": decision == BLESSED or (decision == "none" and was_blessed), "gate": explanation,
+            "created": False, "cleaned": cleaned}
+
+
+def promote(version, reason: str = "promoted", force: bool = False) -> dict:
+    """``version`` becomes production; the old production becomes ``previous``.
+
+    Args:
+        version: a complete registered version.
+        reason: why; recorded in the alias history.
+        force: promote a version the gate did not bless (an emergency override); needs a
+            reason, and the override is recorded in the history and on the version.
+
+    Raises:
+        RegistryError: the version does not exist, is incomplete, already production, or
+            is not blessed and ``force`` is not given.
+    """
     version = str(version)
-    _require_complete(version)
+    tags = _require_complete(version)
+    blessed = tags.get("reelops.blessed") == "true"
+    if not blessed and not force:
+        raise RegistryError(f"version {version} is not blessed by the gate (decision: "
+                            f"{tags.get('reelops.gate_decision') or 'none'}); an override needs --force --reason TEXT")
+    override = not blessed
+    if override and not (reason or "").strip():
+        raise RegistryError(f"promoting unblessed version {version} needs a reason for the record")
     with store_lock():
         aliases = _aliases()
         if aliases.get("production") == version:
             raise RegistryError(f"version {version} is already production")
+        if override:
+            client().set_model_version_tag(MODEL_NAME, version, "reelops.override.production", reason)
         if aliases.get("production"):
             _move_alias("previous", aliases["production"], f"replaced by {version}: {reason}")
-        _move_alias("production", version, reason)
+        _move_alias("production", version, reason, override=override)
         if aliases.get("canary") == version:
             _move_alias("canary", None, f"{version} promoted to production")
         return _aliases()
@@ -342,13 +547,31 @@ def rollback(reason: str = "rollback") -> dict:
         return _aliases()
 
 
-def _require_complete(version: str) -> None:
+def serving_check(version: str, alias: str | None = None) -> tuple:
+    """May this version serve? ``(allowed, explanation)``.
+
+    A version serves when the gate blessed it, or when it holds ``alias`` through a
+    recorded override (``promote --force``).
+    """
+    tags = _require_complete(str(version))
+    if tags.get("reelops.blessed") == "true":
+        return True, f"version {version} is blessed by the gate"
+    forced = tags.get(f"reelops.override.{alias}") if alias else None
+    if forced:
+        return True, f"version {version} is not blessed but holds {alias!r} by an override ({forced})"
+    return False, (f"version {version} is not blessed by the gate (decision: {tags.get('reelops.gate_decision') or 'none'})")
+
+
+def _require_complete(version: str) -> dict:
+    """The tags of a complete version."""
     try:
         model_version = client().get_model_version(MODEL_NAME, version)
     except Exception as error:
         raise RegistryError(f"version {version} of {MODEL_NAME} does not exist") from error
-    if (model_version.tags or {}).get("reelops.complete") != "true":
+    tags = model_version.tags or {}
+    if tags.get("reelops.complete") != "true":
         raise RegistryError(f"version {version} is incomplete and cannot hold an alias")
+    return tags
 
 
 def _version_row(model_version, aliases_by_version: dict) -> dict:
@@ -414,23 +637,28 @@ def resolve_alias(alias: str) -> str:
 
 
 def download_model(version) -> Path:
-    """The model directory of a version, downloaded once into the workspace cache."""
+    """The model directory of a version, downloaded once into the workspace cache.
+
+    The cache is keyed by the version's run id, not its number: two stores (the
+    workspace's and a server) both have a version 1.
+    """
     import mlflow
 
     version = str(version)
-    target = workspace_dir() / "cache" / "models" / version
+    store = client()
+    try:
+        model_version = store.get_model_version(MODEL_NAME, version)
+    except Exception as error:
+        raise RegistryError(f"version {version} of {MODEL_NAME} does not exist") from error
+    cache = workspace_dir() / "cache" / "models"
+    target = cache / model_version.run_id
     if (target / "model.json").is_file():
         return target
-    store = client()
-    model_version = store.get_model_version(MODEL_NAME, version)
-    staging = Path(tempfile.mkdtemp(dir=workspace_dir(), prefix=".download-"))
-    try:
+    clean_stale(cache, "download-")
+    with staging_folder(cache, "download-") as staging:
         mlflow.artifacts.download_artifacts(run_id=model_version.run_id, artifact_path="model_dir", dst_path=str(staging))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # another process may have put the same content in place
             os.rename(staging / "model_dir", target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -7,7 +7,6 @@ import asyncio
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,14 +21,10 @@ from reelops.data import ingest
 from reelops.models import train
 from reelops.serving import import_kserve
 from reelops.simulate import simulate
+from tests.servers import free_port
 
 NAME = "movie-recommender"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +69,8 @@ class Server:
     def __init__(self, model_dir: Path, extra=(), env=None):
         self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "reelops.cli", "serve", "--model-dir", str(model_dir), "--port", str(self.port),
-                   "--grpc-port", str(self.grpc_port), "--max-instances", "50", *extra]
+        command = [sys.executable, "-m", "reelops.cli", "serve", "--model-dir", str(model_dir), "--allow-unblessed",
+                   "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--max-instances", "50", *extra]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         env={**os.environ, **(env or {})})
 

@@ -10,7 +10,7 @@ Typical use::
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reelops.data.layouts import GENRES, LAYOUTS, detect_layout, read_layout
@@ -46,6 +46,7 @@ def validate_source(
         SourceError: the source cannot be read.
         DataValidationError: more rows are bad than ``max_bad_share`` allows.
     """
+    check_share(max_bad_share, "max_bad_share")
     stage = on_stage or (lambda name: None)
     folder = resolve_source(source)
     stage("fetch")
@@ -57,12 +58,38 @@ def validate_source(
     if validated.bad_share > max_bad_share:
         reasons = ", ".join(f"{count} {reason}" for reason, count in validated.quarantine.reasons().items())
         first = validated.quarantine.rows[0]
+        share, limit = percent_pair(validated.bad_share, max_bad_share)
         raise DataValidationError(
             f"{source}: {validated.total_quarantined} of {validated.total_read} rows are bad "
-            f"({validated.bad_share:.1%} > limit {max_bad_share:.1%}): {reasons}; "
+            f"({share} > limit {limit}): {reasons}; "
             f"first: {first['file']} line {first['line']}: {first['reason']}"
         )
+    if len(validated.ratings) == 0:
+        ratings_file = LAYOUTS[validated.layout].ratings_file if validated.layout in LAYOUTS else "the ratings file"
+        read = validated.counts.get(ratings_file, {}).get("read", 0)
+        raise DataValidationError(f"{source}: {ratings_file} holds no valid rating ({read} rows read); "
+                                  f"a dataset version needs at least one")
     return validated
+
+
+def check_share(value: float, name: str) -> float:
+    """A share between 0 and 1; NaN or anything outside is refused (it would switch a check off).
+
+    Raises:
+        ValueError: naming the parameter and the value.
+    """
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a share between 0 and 1, not {value!r}")
+    return float(value)
+
+
+def percent_pair(value: float, limit: float) -> tuple:
+    """Both numbers as percentages with just enough digits to show that ``value > limit``."""
+    for digits in range(1, 10):
+        shown, shown_limit = f"{value:.{digits}%}", f"{limit:.{digits}%}"
+        if shown != shown_limit:
+            return shown, shown_limit
+    return f"{value:.10%}", f"{limit:.10%}"
 
 
 @dataclass
@@ -74,6 +101,7 @@ class IngestResult:
     manifest: dict
     created: bool
     validated: ValidatedData
+    cleaned: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """A JSON-able summary (what ``--json`` prints)."""
@@ -89,6 +117,7 @@ class IngestResult:
             "quarantine_reasons": self.validated.quarantine.reasons(),
             "warnings": self.validated.warnings,
             "time_range": self.manifest["time_range"],
+            "cleaned": self.cleaned,
         }
 
 
@@ -109,8 +138,14 @@ def ingest(
     Returns:
         The version id, its folder, its manifest and the validation details.
     """
+    from reelops.staging import clean_stale
+    from reelops.workspace import datasets_dir
+
     validated = validate_source(source, max_bad_share=max_bad_share, on_stage=on_stage)
+    # Staging folders of ingests that were killed: their writer no longer holds the lock.
+    cleaned = clean_stale(Path(store) if store else datasets_dir())
     path, manifest, created = write_version(validated, source=os.fspath(source), store=store)
     if on_stage:
         on_stage("write")
-    return IngestResult(version=manifest["version"], path=path, manifest=manifest, created=created, validated=validated)
+    return IngestResult(version=manifest["version"], path=path, manifest=manifest, created=created, validated=validated,
+                        cleaned=cleaned)

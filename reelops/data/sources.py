@@ -11,8 +11,10 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
+from reelops.staging import clean_stale, staging_folder
 from reelops.workspace import cache_dir
 
 # Named sources: a user can say `movielens-100k` instead of the GroupLens URL.
@@ -86,25 +88,34 @@ def _extract_zip(archive: Path) -> Path:
     target = cache_dir() / "extracted" / digest.hexdigest()[:16]
     if target.is_dir():
         return target
-    staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".extract-"))
+    clean_stale(cache_dir(), "extract-")
     try:
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
+        with staging_folder(cache_dir(), "extract-") as staging, zipfile.ZipFile(archive) as bundle:
+            members = bundle.infolist()
+            for member in members:
                 # A member path that escapes the folder is refused (zip slip).
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise SourceError(f"{archive}: unsafe path {member!r} in archive")
-            bundle.extractall(staging)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staging, target)
-        except OSError:
-            if not target.is_dir():  # another process may have won the race with the same content
-                raise
+                if member.filename.startswith("/") or ".." in Path(member.filename).parts:
+                    raise SourceError(f"{archive}: unsafe path {member.filename!r} in archive")
+            for member in members:
+                _extract_member(bundle, member, staging, archive)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staging, target)
+            except OSError:
+                if not target.is_dir():  # another process may have won the race with the same content
+                    raise
     except zipfile.BadZipFile as error:
         raise SourceError(f"{archive}: broken .zip archive ({error})") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, archive: Path) -> None:
+    """Extract one member; damage inside it (bad CRC, bad deflate data) is named in one line."""
+    try:
+        bundle.extract(member, folder)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise SourceError(f"{archive}: member {member.filename!r} is damaged and cannot be read "
+                          f"({type(error).__name__}: {error})") from error
 
 
 def _filesystem(url: str):

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from reelops.staging import staging_folder
 from reelops.workspace import datasets_dir
 
 SCHEMA_VERSION = 1
@@ -86,8 +85,7 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
     }
     if (target / "manifest.json").is_file():
         return target, json.loads((target / "manifest.json").read_text()), False
-    staging = Path(tempfile.mkdtemp(dir=store, prefix=f".{version}-"))
-    try:
+    with staging_folder(store, f"{version}-") as staging:
         validated.ratings.to_parquet(staging / "ratings.parquet", index=False)
         validated.users.to_parquet(staging / "users.parquet", index=False)
         validated.movies.to_parquet(staging / "movies.parquet", index=False)
@@ -102,8 +100,6 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
             if not (target / "manifest.json").is_file():
                 raise
             return target, json.loads((target / "manifest.json").read_text()), False
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target, manifest, True
 
 

@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 
-from reelops.models.base import POPULARITY, PERSONAL, SIDE_FEATURES, Recommendations, Recommender, load_model
+from reelops.models.base import (POPULARITY, PERSONAL, SIDE_FEATURES, Recommendations, Recommender, load_model,
+                                 model_content_hash)
 
 DEFAULT_ALGORITHM = "hybrid"
 
@@ -32,7 +32,7 @@ HOLDOUTS = ("user-time-20", "none")
 
 __all__ = [
     "ALGORITHMS", "DEFAULT_ALGORITHM", "PERSONAL", "POPULARITY", "SIDE_FEATURES", "Recommendations",
-    "Recommender", "algorithm_class", "holdout_split", "load_model", "make_model", "train",
+    "Recommender", "algorithm_class", "holdout_split", "load_model", "make_model", "model_content_hash", "train",
 ]
 
 
@@ -78,20 +78,37 @@ def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFA
         progress: show epochs and loss.
     """
     from reelops.data import load_dataset
+    from reelops.staging import clean_stale, replace_folder, staging_folder
 
     dataset = load_dataset(data)
+    manifest = dataset["manifest"]
     train_rows, test_rows = holdout_split(dataset["ratings"], holdout)
+    if len(train_rows) == 0:
+        raise ValueError(f"{data}: dataset {manifest['version']} has no ratings to train on")
     model = make_model(algorithm, **(parameters or {}))
     model.fit(train_rows, users=dataset["users"], movies=dataset["movies"], progress=progress)
+    out = Path(out).absolute()
+    # The model folder appears whole or not at all: written under a hidden name beside the
+    # target and renamed at the end (a failure or a kill leaves no model.json to register).
+    clean_stale(out.parent, f"{out.name}-")
+    with staging_folder(out.parent, f"{out.name}-") as staging:
+        _write_model_folder(model, staging, dataset, train_rows, test_rows, algorithm, holdout)
+        replace_folder(staging, out)
+    model.metadata_ = json.loads((out / "model.json").read_text())
+    return model
+
+
+def _write_model_folder(model, folder: Path, dataset: dict, train_rows, test_rows, algorithm: str, holdout: str) -> None:
+    """The model, its held-out evaluation and its drift reference, into ``folder``."""
     manifest = dataset["manifest"]
-    model.save(out, metadata={
+    model.save(folder, metadata={
         "dataset_version": manifest["version"],
         "dataset_hash": manifest["content_hash"],
         "dataset_source": manifest["source"],
         "holdout": {"kind": holdout, "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
                     "max_train_timestamp": int(train_rows["timestamp"].max()) if len(train_rows) else None},
     })
-    model.metadata_ = json.loads((Path(out) / "model.json").read_text())
+    model.metadata_ = json.loads((folder / "model.json").read_text())
     if len(test_rows):
         # Every trained model carries its held-out evaluation (logged with it at registration).
         from reelops.evaluation import evaluate, write_reports
@@ -99,10 +116,9 @@ def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFA
         report = evaluate(model, test_rows, users=dataset["users"])
         report.update({"scored": f"held-out rows of the training split ({holdout})", "algorithm": algorithm,
                        "dataset_version": manifest["version"]})
-        write_reports(report, out, title=f"{algorithm} on {manifest['version']}")
+        write_reports(report, folder, title=f"{algorithm} on {manifest['version']}")
     # The drift reference travels with the model version it watches (inputs from training
     # rows; predictions and errors from held-out rows, when there are any).
     from reelops.monitoring import build_monitor
 
-    build_monitor(model, train_rows, test_rows, dataset["users"], dataset["movies"]).save(Path(out) / "monitoring")
-    return model
+    build_monitor(model, train_rows, test_rows, dataset["users"], dataset["movies"]).save(folder / "monitoring")

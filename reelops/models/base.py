@@ -19,6 +19,7 @@ Every model shares three answer paths:
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import inspect
 import json
 import os
@@ -470,6 +471,29 @@ def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
     position = np.searchsorted(sorted_ids, ids)
     position = np.minimum(position, len(sorted_ids) - 1)
     return np.where(sorted_ids[position] == ids, position, -1)
+
+
+def model_content_hash(folder: str | os.PathLike) -> str:
+    """SHA-256 of what a model is: ``model.json``, its arrays and the tables ``load_model`` reads.
+
+    Reports, the blessing and the registration record are left out, so a blessing can name
+    the model it blesses and registration can recognise a model it has seen.
+
+    Raises:
+        FileNotFoundError: the folder holds no model.json or arrays.npz.
+    """
+    folder = Path(folder)
+    names = ["model.json", "arrays.npz"] + sorted(path.name for path in folder.glob("*.parquet"))
+    digest = hashlib.sha256(b"reelops-model-content-1")
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder}: not a complete model directory (no {name})")
+        digest.update(f"\x1e{name}\x1f".encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_model(folder: str | os.PathLike) -> Recommender:

@@ -68,15 +68,18 @@ class RecommenderModel(kserve.Model):
         payload_logger: a :class:`reelops.serving.payload_logger.PayloadLogger`, or None.
         load_delay: seconds to wait before loading (lets tests and demos observe the
             not-ready state; also ``REELOPS_SERVE_LOAD_DELAY``).
+        allow_unblessed: serve a model the gate did not bless (otherwise loading refuses it).
     """
 
     def __init__(self, name: str = "movie-recommender", model_dir: str | None = None, storage_uri: str | None = None,
-                 alias: str | None = None, max_instances: int = 1000, payload_logger=None, load_delay: float = 0.0):
+                 alias: str | None = None, max_instances: int = 1000, payload_logger=None, load_delay: float = 0.0,
+                 allow_unblessed: bool = False):
         super().__init__(name)
         if sum(x is not None for x in (model_dir, storage_uri, alias)) != 1:
             raise ValueError("give exactly one of model_dir, storage_uri or alias")
         self.model_dir, self.storage_uri, self.alias = model_dir, storage_uri, alias
         self.max_instances = max_instances
+        self.allow_unblessed = allow_unblessed
         self.payload_logger = payload_logger
         self.load_delay = float(os.environ.get("REELOPS_SERVE_LOAD_DELAY", load_delay))
         self.recommender = None
@@ -87,6 +90,7 @@ class RecommenderModel(kserve.Model):
 
     def load(self) -> bool:
         """Find the model directory, load it, warm it up; then the model is ready."""
+        from reelops.gate import check_servable
         from reelops.models import load_model
 
         if self.load_delay:
@@ -95,13 +99,18 @@ class RecommenderModel(kserve.Model):
             from reelops import registry
 
             self.version = registry.resolve_alias(self.alias)
+            if not self.allow_unblessed:
+                check_servable(version=self.version, alias=self.alias)
             directory = registry.download_model(self.version)
-        elif self.storage_uri:
-            from kserve_storage import Storage
-
-            directory = Storage.download(self.storage_uri)
         else:
-            directory = self.model_dir
+            if self.storage_uri:
+                from kserve_storage import Storage
+
+                directory = Storage.download(self.storage_uri)
+            else:
+                directory = self.model_dir
+            if not self.allow_unblessed:
+                check_servable(model_dir=directory)
         self.recommender = load_model(directory)
         # A registry alias names its version; a model directory is known by its folder name.
         self.version = self.version or Path(directory).name
