@@ -75,6 +75,9 @@ def _render_ingest(result: dict) -> None:
     if result.get("path"):
         state = "written" if result.get("created") else "already present (same content)"
         print(f"\nversion folder: {result['path']} ({state})")
+        print(f"this run's report: {result['report']}")
+        if len(result.get("sources") or []) > 1:
+            print("sources of this version: " + ", ".join(result["sources"]))
     span = result.get("time_range") or {}
     if span.get("min_timestamp") is not None:
         import datetime as dt
@@ -100,7 +103,8 @@ def cmd_data_ingest(args) -> None:
     from reelops.data import ingest
 
     with _stage_progress(args, args.source, 4) as on_stage:
-        result = ingest(args.source, store=args.out, max_bad_share=args.max_bad_share, on_stage=on_stage)
+        result = ingest(args.source, store=args.out, max_bad_share=args.max_bad_share, on_stage=on_stage,
+                        max_bytes=args.max_input_bytes)
     summary = result.to_dict()
     summary["bad_rows"] = result.validated.quarantine.rows
     _emit(args, summary, _render_ingest)
@@ -110,7 +114,8 @@ def cmd_data_validate(args) -> None:
     from reelops.data import validate_source
 
     with _stage_progress(args, args.source, 3) as on_stage:
-        validated = validate_source(args.source, max_bad_share=args.max_bad_share, on_stage=on_stage)
+        validated = validate_source(args.source, max_bad_share=args.max_bad_share, on_stage=on_stage,
+                                    max_bytes=args.max_input_bytes)
     summary = {
         "layout": validated.layout,
         "counts": validated.counts,
@@ -647,6 +652,17 @@ def _share(text: str) -> float:
     return value
 
 
+def _positive_bytes(text: str) -> int:
+    """An argparse type: a positive whole number of bytes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every reelops command."""
     parser = argparse.ArgumentParser(prog="reelops", description="MLOps lifecycle of a movie recommender",
@@ -670,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = with_json(data_commands.add_parser("validate", help="check a raw source; writes nothing"))
     validate.add_argument("source")
     validate.add_argument("--max-bad-share", type=_share, default=0.01, help="largest share of bad rows accepted (0 to 1)")
+    for sub in (ingest, validate):
+        sub.add_argument("--max-input-bytes", type=_positive_bytes, default=None,
+                         help="largest file or unpacked archive accepted (default 4 GiB, or REELOPS_MAX_INPUT_BYTES)")
     validate.set_defaults(handler=cmd_data_validate)
 
     simulate = with_json(commands.add_parser("simulate", help="generate a synthetic movie world (or compare one)"))

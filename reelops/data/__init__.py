@@ -14,23 +14,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reelops.data.layouts import GENRES, LAYOUTS, detect_layout, read_layout
-from reelops.data.lines import Quarantine
-from reelops.data.sources import SourceError, resolve_source
+from reelops.data.lines import Quarantine, QuarantineFull
+from reelops.data.sources import SourceError, max_input_bytes, resolve_source
 from reelops.data.splits import kfold_split, leave_last_out_split, time_split, user_time_holdout
 from reelops.data.validation import DataValidationError, ValidatedData, validate_tables
-from reelops.data.versions import content_hash, load_dataset, resolve_dataset, write_version
+from reelops.data.versions import (content_hash, ingest_reports, load_dataset, record_ingest, resolve_dataset,
+                                   write_version)
 
 DEFAULT_MAX_BAD_SHARE = 0.01
 
 __all__ = [
     "GENRES", "LAYOUTS", "DataValidationError", "IngestResult", "SourceError", "ValidatedData",
-    "content_hash", "detect_layout", "ingest", "kfold_split", "leave_last_out_split", "load_dataset",
+    "content_hash", "detect_layout", "ingest", "ingest_reports", "kfold_split", "leave_last_out_split", "load_dataset",
     "resolve_dataset", "resolve_source", "time_split", "user_time_holdout", "validate_source",
 ]
 
 
 def validate_source(
-    source: str | os.PathLike, max_bad_share: float = DEFAULT_MAX_BAD_SHARE, on_stage=None
+    source: str | os.PathLike, max_bad_share: float = DEFAULT_MAX_BAD_SHARE, on_stage=None,
+    max_bytes: int | None = None,
 ) -> ValidatedData:
     """Read and check a raw source without writing anything.
 
@@ -38,38 +40,65 @@ def validate_source(
         source: a folder, ``.zip``, fsspec URL or named source (see :func:`resolve_source`).
         max_bad_share: the largest share of quarantined rows (over every file) accepted.
         on_stage: called with the name of each finished stage (for progress bars).
+        max_bytes: the largest file (or extracted archive) accepted; default
+            :func:`max_input_bytes`.
 
     Returns:
         The canonical tables, the quarantine and the counts.
 
     Raises:
-        SourceError: the source cannot be read.
+        SourceError: the source cannot be read, or a file is over ``max_bytes``.
         DataValidationError: more rows are bad than ``max_bad_share`` allows.
     """
     check_share(max_bad_share, "max_bad_share")
+    cap = max_input_bytes() if max_bytes is None else int(max_bytes)
     stage = on_stage or (lambda name: None)
-    folder = resolve_source(source)
+    folder = resolve_source(source, max_bytes=cap)
     stage("fetch")
-    quarantine = Quarantine()
-    raw = read_layout(folder, quarantine)
-    stage("read")
-    validated = validate_tables(raw, quarantine)
+    # Past max_bad_share of every line, the share is over the limit whatever else the files
+    # hold, so reading stops there (see Quarantine.bounded).
+    quarantine = Quarantine.bounded(max_bad_share, _sizes_within(folder, source, cap))
+    try:
+        raw = read_layout(folder, quarantine)
+        stage("read")
+        validated = validate_tables(raw, quarantine)
+    except QuarantineFull:
+        _refuse(source, quarantine, len(quarantine.rows), quarantine.line_bound, max_bad_share, at_least=True)
     stage("validate")
     if validated.bad_share > max_bad_share:
-        reasons = ", ".join(f"{count} {reason}" for reason, count in validated.quarantine.reasons().items())
-        first = validated.quarantine.rows[0]
-        share, limit = percent_pair(validated.bad_share, max_bad_share)
-        raise DataValidationError(
-            f"{source}: {validated.total_quarantined} of {validated.total_read} rows are bad "
-            f"({share} > limit {limit}): {reasons}; "
-            f"first: {first['file']} line {first['line']}: {first['reason']}"
-        )
+        _refuse(source, validated.quarantine, validated.total_quarantined, validated.total_read, max_bad_share)
     if len(validated.ratings) == 0:
         ratings_file = LAYOUTS[validated.layout].ratings_file if validated.layout in LAYOUTS else "the ratings file"
         read = validated.counts.get(ratings_file, {}).get("read", 0)
         raise DataValidationError(f"{source}: {ratings_file} holds no valid rating ({read} rows read); "
                                   f"a dataset version needs at least one")
     return validated
+
+
+def _refuse(source, quarantine: Quarantine, bad: int, read: int, max_bad_share: float, at_least: bool = False):
+    reasons = ", ".join(f"{count} {reason}" for reason, count in quarantine.reasons().items())
+    first = quarantine.rows[0]
+    share, limit = percent_pair(bad / max(read, 1), max_bad_share)
+    if at_least:
+        counted = (f"{bad:,} of at most {read:,} rows are bad already ({share} > limit {limit}; "
+                   f"reading stopped there)")
+    else:
+        counted = f"{bad} of {read} rows are bad ({share} > limit {limit})"
+    raise DataValidationError(f"{source}: {counted}: {reasons}; first: {first['file']} line {first['line']}: "
+                              f"{first['reason']}")
+
+
+def _sizes_within(folder: Path, source, cap: int) -> dict:
+    """Bytes of each file of the layout, refusing a file over ``cap`` before it is read."""
+    from reelops.data.layouts import detect_layout
+
+    sizes = {}
+    for name in detect_layout(folder).files:
+        sizes[name] = (folder / name).stat().st_size
+        if sizes[name] > cap:
+            raise SourceError(f"{source}: {name} is {sizes[name]:,} bytes, over the input limit of {cap:,} bytes "
+                              f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+    return sizes
 
 
 def check_share(value: float, name: str) -> float:
@@ -102,6 +131,7 @@ class IngestResult:
     created: bool
     validated: ValidatedData
     cleaned: list = field(default_factory=list)
+    report: Path | None = None
 
     def to_dict(self) -> dict:
         """A JSON-able summary (what ``--json`` prints)."""
@@ -118,6 +148,8 @@ class IngestResult:
             "warnings": self.validated.warnings,
             "time_range": self.manifest["time_range"],
             "cleaned": self.cleaned,
+            "report": str(self.report) if self.report else None,
+            "sources": sorted({entry["source"] for entry in ingest_reports(self.path)}),
         }
 
 
@@ -126,6 +158,7 @@ def ingest(
     store: str | os.PathLike | None = None,
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
     on_stage=None,
+    max_bytes: int | None = None,
 ) -> IngestResult:
     """Read, validate and version a source into ``<store>/<version>/``.
 
@@ -134,6 +167,7 @@ def ingest(
         store: the folder of dataset versions (default: the workspace's ``datasets/``).
         max_bad_share: the largest share of quarantined rows accepted.
         on_stage: called with the name of each finished stage (for progress bars).
+        max_bytes: the largest file (or extracted archive) accepted.
 
     Returns:
         The version id, its folder, its manifest and the validation details.
@@ -141,11 +175,12 @@ def ingest(
     from reelops.staging import clean_stale
     from reelops.workspace import datasets_dir
 
-    validated = validate_source(source, max_bad_share=max_bad_share, on_stage=on_stage)
+    validated = validate_source(source, max_bad_share=max_bad_share, on_stage=on_stage, max_bytes=max_bytes)
     # Staging folders of ingests that were killed: their writer no longer holds the lock.
     cleaned = clean_stale(Path(store) if store else datasets_dir())
     path, manifest, created = write_version(validated, source=os.fspath(source), store=store)
+    report = record_ingest(path, os.fspath(source), validated, created)
     if on_stage:
         on_stage("write")
     return IngestResult(version=manifest["version"], path=path, manifest=manifest, created=created, validated=validated,
-                        cleaned=cleaned)
+                        cleaned=cleaned, report=report)

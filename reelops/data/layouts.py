@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reelops.data.lines import Quarantine, split_lines
+from reelops.data.lines import Quarantine, QuarantineFull, scratch_for, split_lines
 
 # The ml-100k genre order (u.genre); ml-1m and ml-latest name the same genres.
 GENRES = [
@@ -114,15 +114,31 @@ def _read_table(
         ``(frame, lines read, blank lines)``.
     """
     data = (folder / file).read_bytes()
+    quarantine.reading(file, data)
+    try:
+        return _read_lines(data, file, layout, separator, columns, numeric, quarantine, has_header, transform)
+    finally:
+        quarantine.reading(file, None)
+
+
+def _read_lines(data: bytes, file: str, layout: Layout, separator: bytes, columns: list, numeric: dict,
+                quarantine: Quarantine, has_header: bool, transform) -> tuple:
     options = dict(file=file, encoding=layout.encoding, separator=separator, n_fields=len(columns), has_header=has_header)
-    scratch = Quarantine()
-    clean = split_lines(data, quarantine=scratch, trust_total=True, **options)
-    text = transform(clean.data) if transform else clean.data
-    frame = _parse_typed(text, clean.line_numbers, separator, columns, numeric, layout.encoding)
-    if frame is not None:
-        quarantine.rows.extend(scratch.rows)  # undecodable lines found on the fast path
-        return frame, clean.read, clean.blank
+    scratch = scratch_for(quarantine)
+    try:
+        clean = split_lines(data, quarantine=scratch, trust_total=True, **options)
+    except QuarantineFull:  # many bad lines: straight to the slow path, into the real quarantine
+        clean = None
+    if clean is not None:
+        _note_unterminated(quarantine, file, clean)
+        text = transform(clean.data) if transform else clean.data
+        frame = _parse_typed(text, clean.line_numbers, separator, columns, numeric, layout.encoding)
+        if frame is not None:
+            quarantine.extend(scratch)  # undecodable lines found on the fast path
+            return frame, clean.read, clean.blank
+        del text, clean  # the slow path below makes its own copies; do not hold two
     clean = split_lines(data, quarantine=quarantine, **options)
+    _note_unterminated(quarantine, file, clean)
     text = transform(clean.data) if transform else clean.data
     frame = _parse_checked(text, clean.line_numbers, file, separator, columns, numeric, layout.encoding, quarantine)
     return frame, clean.read, clean.blank
@@ -208,8 +224,20 @@ def _parse_checked(data, line_numbers, file, separator, columns, numeric, encodi
 
 def _read_file(folder: Path, file: str, layout: Layout, separator: bytes, quarantine, has_header=False):
     """Lines of a file whose fields cannot be counted byte-wise (quoted CSV, titles with '::')."""
-    return split_lines((folder / file).read_bytes(), file=file, encoding=layout.encoding, separator=separator,
-                       n_fields=None, quarantine=quarantine, has_header=has_header)
+    data = (folder / file).read_bytes()
+    quarantine.reading(file, data)
+    try:
+        clean = split_lines(data, file=file, encoding=layout.encoding, separator=separator,
+                            n_fields=None, quarantine=quarantine, has_header=has_header)
+    finally:
+        quarantine.reading(file, None)
+    _note_unterminated(quarantine, file, clean)
+    return clean
+
+
+def _note_unterminated(quarantine: Quarantine, file: str, clean) -> None:
+    if clean.unterminated_line is not None:
+        quarantine.unterminated[file] = clean.unterminated_line
 
 
 _RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]

@@ -36,18 +36,41 @@ class SourceError(OSError):
     """A source cannot be read; the message says which and why."""
 
 
+# The largest MovieLens release (ml-32m) unpacks to under 1 GB; hostile input is refused
+# above this before it is read or extracted.
+DEFAULT_MAX_INPUT_BYTES = 4 << 30
+# Text compresses about 3 to 10 times (ml-100k's u.data: 3.5x); a member that claims far
+# more is a zip bomb or padding, not ratings.
+MAX_COMPRESSION_RATIO = 100
+
+
+def max_input_bytes() -> int:
+    """The input size limit: ``REELOPS_MAX_INPUT_BYTES`` or :data:`DEFAULT_MAX_INPUT_BYTES`."""
+    text = os.environ.get("REELOPS_MAX_INPUT_BYTES")
+    if not text:
+        return DEFAULT_MAX_INPUT_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        raise SourceError(f"REELOPS_MAX_INPUT_BYTES={text!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise SourceError(f"REELOPS_MAX_INPUT_BYTES={text!r} must be positive")
+    return value
+
+
 def named_source_url(name: str) -> str:
     """The URL of a named source, honouring its override variable."""
     variable, default = NAMED_SOURCES[name]
     return os.environ.get(variable) or default
 
 
-def resolve_source(source: str | os.PathLike) -> Path:
+def resolve_source(source: str | os.PathLike, max_bytes: int | None = None) -> Path:
     """Turn any supported source into a local folder that holds one MovieLens layout.
 
     Args:
         source: a folder, a ``.zip`` file, an fsspec URL (``file://``, ``http(s)://``,
             ``s3://``, ``gs://``) of either, or a name from ``NAMED_SOURCES``.
+        max_bytes: the most an archive may unpack to (default :func:`max_input_bytes`).
 
     Returns:
         A local folder with the layout's files.
@@ -56,17 +79,18 @@ def resolve_source(source: str | os.PathLike) -> Path:
         SourceError: the source does not exist, cannot be fetched, or needs an extra.
     """
     text = os.fspath(source)
+    cap = max_input_bytes() if max_bytes is None else max_bytes
     if text in NAMED_SOURCES:
         text = named_source_url(text)
     if "://" in text and not text.startswith("file://"):
-        return _find_layout_folder(_fetch_remote(text), text)
+        return _find_layout_folder(_fetch_remote(text, cap), text)
     path = Path(text[len("file://"):] if text.startswith("file://") else text).expanduser()
     if not path.exists():
         raise SourceError(f"{text}: no such file or folder")
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise SourceError(f"{text}: not a folder and not a .zip archive")
-        return _find_layout_folder(_extract_zip(path), text)
+        return _find_layout_folder(_extract_zip(path, cap), text)
     return _find_layout_folder(path, text)
 
 
@@ -79,8 +103,8 @@ def _find_layout_folder(root: Path, shown: str) -> Path:
     raise SourceError(f"{shown}: no MovieLens layout found (expected u.data, ratings.dat or ratings.csv)")
 
 
-def _extract_zip(archive: Path) -> Path:
-    """Extract once per archive content; the cache key is the archive's hash."""
+def _extract_zip(archive: Path, cap: int) -> Path:
+    """Extract once per archive content (the cache key is the archive's hash), within ``cap`` bytes."""
     digest = hashlib.sha256()
     with open(archive, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -92,12 +116,10 @@ def _extract_zip(archive: Path) -> Path:
     try:
         with staging_folder(cache_dir(), "extract-") as staging, zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
+            _check_members(archive, members, cap)
+            budget = [cap]
             for member in members:
-                # A member path that escapes the folder is refused (zip slip).
-                if member.filename.startswith("/") or ".." in Path(member.filename).parts:
-                    raise SourceError(f"{archive}: unsafe path {member.filename!r} in archive")
-            for member in members:
-                _extract_member(bundle, member, staging, archive)
+                _extract_member(bundle, member, staging, archive, budget)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, target)
@@ -109,10 +131,38 @@ def _extract_zip(archive: Path) -> Path:
     return target
 
 
-def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, archive: Path) -> None:
-    """Extract one member; damage inside it (bad CRC, bad deflate data) is named in one line."""
+def _check_members(archive: Path, members: list, cap: int) -> None:
+    """Refuse an archive before extracting it: unsafe paths, too large, absurdly compressed."""
+    total = 0
+    for member in members:
+        # A member path that escapes the folder is refused (zip slip).
+        if member.filename.startswith("/") or ".." in Path(member.filename).parts:
+            raise SourceError(f"{archive}: unsafe path {member.filename!r} in archive")
+        total += member.file_size
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > 1 << 20 and ratio > MAX_COMPRESSION_RATIO:
+            raise SourceError(f"{archive}: member {member.filename!r} unpacks {ratio:,.0f} times its compressed size "
+                              f"({member.file_size:,} bytes); refusing it (ratings compress about 3 to 10 times)")
+    if total > cap:
+        raise SourceError(f"{archive}: unpacks to {total:,} bytes, over the input limit of {cap:,} bytes "
+                          f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+
+
+def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, archive: Path, budget: list) -> None:
+    """Extract one member, counting what it really unpacks to (a header can lie about sizes);
+    damage inside it (bad CRC, bad deflate data) is named in one line."""
+    target = folder / member.filename
+    if member.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        bundle.extract(member, folder)
+        with bundle.open(member) as source, open(target, "wb") as sink:
+            for block in iter(lambda: source.read(1 << 20), b""):
+                budget[0] -= len(block)
+                if budget[0] < 0:
+                    raise SourceError(f"{archive}: member {member.filename!r} unpacks past the input limit")
+                sink.write(block)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
         raise SourceError(f"{archive}: member {member.filename!r} is damaged and cannot be read "
                           f"({type(error).__name__}: {error})") from error
@@ -132,13 +182,24 @@ def _filesystem(url: str):
         raise SourceError(f"{url}: unsupported URL ({error})") from error
 
 
-def _fetch_remote(url: str) -> Path:
-    """Download a remote archive or folder into the cache, once."""
+def _refuse_over_cap(fs, path: str, url: str, cap: int) -> None:
+    """Refuse a remote file the store says is over the limit, before downloading it."""
+    try:
+        size = fs.size(path)
+    except Exception:  # noqa: BLE001 - a server that will not say its size is checked after extraction
+        return
+    if size is not None and size > cap:
+        raise SourceError(f"{url}: {size:,} bytes, over the input limit of {cap:,} bytes "
+                          f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+
+
+def _fetch_remote(url: str, cap: int) -> Path:
+    """Download a remote archive or folder into the cache, once (files over ``cap`` are refused)."""
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
     target = cache_dir() / "downloads" / key
     if target.is_dir():
         archive = target / "source.zip"
-        return _extract_zip(archive) if archive.is_file() else target
+        return _extract_zip(archive, cap) if archive.is_file() else target
     fs, path = _filesystem(url)
     staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".download-"))
     try:
@@ -148,11 +209,13 @@ def _fetch_remote(url: str) -> Path:
                 for remote in fs.ls(path, detail=False):
                     name = remote.rstrip("/").rsplit("/", 1)[-1]
                     if fs.isfile(remote):
+                        _refuse_over_cap(fs, remote, url, cap)
                         fs.get(remote, str(staging / name))
             else:
+                _refuse_over_cap(fs, path, url, cap)
                 fs.get(path, str(staging / "source.zip"))
-        except ImportError as error:
-            raise SourceError(f"{url}: {error}") from error
+        except (ImportError, SourceError) as error:
+            raise SourceError(f"{url}: {error}" if isinstance(error, ImportError) else str(error)) from error
         except Exception as error:  # fsspec backends (aiohttp, botocore) raise their own types
             raise SourceError(f"{url}: download failed ({type(error).__name__}: {error})") from error
         archive = staging / "source.zip"
@@ -163,4 +226,4 @@ def _fetch_remote(url: str) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     archive = target / "source.zip"
-    return _extract_zip(archive) if archive.is_file() else target
+    return _extract_zip(archive, cap) if archive.is_file() else target

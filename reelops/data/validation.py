@@ -180,6 +180,11 @@ def validate_tables(raw: RawTables, quarantine: Quarantine) -> ValidatedData:
             assert counts[file]["read"] == counts[file]["valid"] + counts[file]["quarantined"], counts
     if raw.blank_lines:
         warnings.append(f"{raw.blank_lines} blank line(s) skipped")
+    bad_lines = {(row["file"], row["line"]) for row in quarantine.rows}
+    for file, line in sorted(quarantine.unterminated.items()):
+        if (file, line) in bad_lines:
+            warnings.append(f"{file}: the last line ({line}) has no newline and was quarantined: "
+                            f"the file looks truncated")
 
     return ValidatedData(
         layout=layout.name,

@@ -86,7 +86,9 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
     if (target / "manifest.json").is_file():
         return target, json.loads((target / "manifest.json").read_text()), False
     with staging_folder(store, f"{version}-") as staging:
-        validated.ratings.to_parquet(staging / "ratings.parquet", index=False)
+        # Timestamps are nearly all distinct: trying a dictionary for them only costs time.
+        validated.ratings.to_parquet(staging / "ratings.parquet", index=False,
+                                     use_dictionary=["user_id", "movie_id", "rating"])
         validated.users.to_parquet(staging / "users.parquet", index=False)
         validated.movies.to_parquet(staging / "movies.parquet", index=False)
         pd.DataFrame(validated.quarantine.rows, columns=["file", "line", "reason", "raw"]).to_csv(
@@ -101,6 +103,49 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
                 raise
             return target, json.loads((target / "manifest.json").read_text()), False
     return target, manifest, True
+
+
+def record_ingest(version_folder: Path, source: str, validated, created: bool) -> Path:
+    """Keep one ingest run's own report in ``<version>/ingests/<run>/``, even when the version existed.
+
+    Two sources can hold the same valid ratings (one of them with 50 extra bad lines): they
+    make one version, and each run's quarantine and source are kept here, so no report is
+    lost and the version lists every source that produced it.
+
+    Returns:
+        The run's folder (``report.json`` and ``quarantine.csv``).
+    """
+    import datetime as dt
+    import uuid
+
+    from reelops.staging import clean_stale
+
+    runs = Path(version_folder) / "ingests"
+    clean_stale(runs)
+    now = dt.datetime.now(dt.timezone.utc)
+    report = {
+        "source": source, "time": now.isoformat(timespec="seconds"), "created_version": created,
+        "layout": validated.layout, "counts": validated.counts, "read": validated.total_read,
+        "quarantined": validated.total_quarantined, "quarantine_reasons": validated.quarantine.reasons(),
+        "warnings": validated.warnings,
+    }
+    target = runs / f"{now:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+    with staging_folder(runs, "run-") as staging:
+        pd.DataFrame(validated.quarantine.rows, columns=["file", "line", "reason", "raw"]).to_csv(
+            staging / "quarantine.csv", index=False)
+        (staging / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        os.rename(staging, target)
+    return target
+
+
+def ingest_reports(version_folder: Path) -> list:
+    """Every ingest run's report of a version, oldest first (``path`` added)."""
+    runs = Path(version_folder) / "ingests"
+    reports = []
+    for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if not folder.name.startswith(".") and (folder / "report.json").is_file():
+            reports.append({**json.loads((folder / "report.json").read_text()), "path": str(folder)})
+    return reports
 
 
 def resolve_dataset(dataset: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
