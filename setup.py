@@ -77,7 +77,7 @@ setup(
     extras_require={
         "s3": ["s3fs"],
         "gcs": ["gcsfs"],
-        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter"],
+        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter", "schemathesis", "hypothesis"],
     },
     entry_points={"console_scripts": ["reelops=reelops.cli:main"]},
 )

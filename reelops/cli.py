@@ -446,7 +446,8 @@ def cmd_serve(args) -> None:
         _check_servable(args)
     serve(model_dir=args.model_dir, alias=args.model_alias, storage_uri=args.storage_uri, name=args.name,
           http_port=args.port, grpc_port=None if args.no_grpc else args.grpc_port, logger_url=args.logger_url,
-          max_instances=args.max_instances, allow_unblessed=args.allow_unblessed)
+          max_instances=args.max_instances, allow_unblessed=args.allow_unblessed, host=args.host,
+          max_body_bytes=args.max_body_bytes, access_log=args.access_log)
 
 
 def _check_servable(args) -> None:
@@ -766,11 +767,16 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model-dir")
     source.add_argument("--storage-uri", help="a KServe storage URI (gs://, s3://, pvc://, file://)")
     serve.add_argument("--name", default="movie-recommender")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address REST and gRPC bind (default 127.0.0.1; 0.0.0.0 in a container)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--grpc-port", type=int, default=8081)
     serve.add_argument("--no-grpc", action="store_true")
     serve.add_argument("--logger-url", help="send request/response CloudEvents here (KServe logger format)")
     serve.add_argument("--max-instances", type=int, default=1000)
+    serve.add_argument("--max-body-bytes", type=_positive_bytes, default=4 << 20,
+                       help="largest request body (REST) or message (gRPC) accepted; 413 / RESOURCE_EXHAUSTED above")
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: refusals are logged)")
     serve.add_argument("--allow-unblessed", action="store_true",
                        help="serve a model the gate did not bless (tests, benchmarks, experiments)")
     serve.set_defaults(handler=cmd_serve)

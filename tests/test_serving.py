@@ -66,12 +66,13 @@ def start_sink(mode: str):
 
 
 class Server:
-    def __init__(self, model_dir: Path, extra=(), env=None):
+    def __init__(self, model_dir: Path, extra=(), env=None, stderr: Path | None = None):
         self.port, self.grpc_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "reelops.cli", "serve", "--model-dir", str(model_dir), "--allow-unblessed",
                    "--port", str(self.port), "--grpc-port", str(self.grpc_port), "--max-instances", "50", *extra]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        self._stderr = open(stderr, "w") if stderr else subprocess.DEVNULL
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self._stderr,
                                         env={**os.environ, **(env or {})})
 
     def wait_listening(self, timeout=60):
@@ -94,6 +95,8 @@ class Server:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        if self._stderr is not subprocess.DEVNULL:
+            self._stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ BAD = [
     ({"instances": "x"}, "instances: must be a non-empty list"),
     ({"instances": [7]}, "instances[0]: must be an object"),
     ({"instances": [{"k": 3}]}, "instances[0].user_id: required unless"),
-    ({"instances": [{"user_id": "abc"}]}, "instances[0].user_id: must be an integer, got 'abc'"),
+    ({"instances": [{"user_id": "abc"}]}, "instances[0].user_id: must be a 64-bit integer, got 'abc'"),
     ({"instances": [{"user_id": 1, "k": 0}]}, "instances[0].k: must be an integer in 1..100, got 0"),
     ({"instances": [{"user_id": 1, "k": 101}]}, "instances[0].k: must be an integer in 1..100, got 101"),
     ({"instances": [{"user_id": 1, "exclude_rated": "yes"}]}, "instances[0].exclude_rated: must be true or false"),
@@ -235,7 +238,7 @@ def test_metrics(server):
     assert "request_predict_seconds" in text
     assert 'reelops_predictions_total{model_version="model",path="personal"}' in text
     assert 'reelops_cold_starts_total{model_version="model",path="popularity"}' in text
-    assert 'reelops_request_errors_total{reason="k_out_of_range"}' in text
+    assert 'reelops_request_errors_total{reason="k_out_of_range",status="400"}' in text
 
 
 def test_readiness_is_503_while_loading_then_200(model_dir):
@@ -244,8 +247,12 @@ def test_readiness_is_503_while_loading_then_200(model_dir):
         slow.wait_listening()
         assert httpx.get(f"{slow.url}/v1/models/{NAME}", timeout=5).status_code == 503
         assert httpx.get(f"{slow.url}/v2/models/{NAME}/ready", timeout=5).status_code == 503
+        # The server-level endpoint too (KServe's own answered 200 while loading: issue 16).
+        assert httpx.get(f"{slow.url}/v2/health/ready", timeout=5).status_code == 503
+        assert httpx.get(f"{slow.url}/v2/health/live", timeout=5).status_code == 200
         slow.wait_ready()
         assert httpx.get(f"{slow.url}/v2/models/{NAME}/ready", timeout=5).status_code == 200
+        assert httpx.get(f"{slow.url}/v2/health/ready", timeout=5).status_code == 200
     finally:
         slow.stop()
 
@@ -275,9 +282,9 @@ def test_payload_logging_never_delays_or_fails_predictions(model_dir, mode):
             assert all(len(kinds) == 2 for kinds in ids.values())
         if mode == "fail":
             deadline = time.monotonic() + 10
-            while "http_500" not in httpx.get(f"{logged.url}/metrics", timeout=5).text and time.monotonic() < deadline:
+            while "http_5xx" not in httpx.get(f"{logged.url}/metrics", timeout=5).text and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert 'reelops_payload_log_dropped_total{reason="http_500"}' in httpx.get(f"{logged.url}/metrics").text
+            assert 'reelops_payload_log_dropped_total{reason="http_5xx"}' in httpx.get(f"{logged.url}/metrics").text
     finally:
         logged.stop()
         sink.shutdown()

@@ -41,19 +41,69 @@ DEFAULT_K = 10
 
 REQUESTS = Counter("reelops_predictions", "Answers served, by model version and serving path", ["model_version", "path"])
 COLD_STARTS = Counter("reelops_cold_starts", "Answers for users without history", ["model_version", "path"])
-ERRORS = Counter("reelops_request_errors", "Rejected requests, by reason", ["reason"])
 
 _DEMOGRAPHICS = ("age", "gender", "occupation")
 _KNOWN_FIELDS = {"user_id", "movie_id", "k", "exclude_rated", *_DEMOGRAPHICS}
 
 
+INT64_RANGE = (-(2**63), 2**63 - 1)
+INT32_RANGE = (-(2**31), 2**31 - 1)
+_SHOWN_CHARS = 40
+
+
 def _reject(reason: str, message: str):
-    ERRORS.labels(reason=reason).inc()
+    """Refuse a request: a 400 (V1, V2) or INVALID_ARGUMENT (gRPC) naming the field.
+
+    The reason (one of a fixed set of literals) is noted for the error counter, which
+    counts every non-2xx answer once, in the server's middleware.
+    """
+    from reelops.serving.guard import note_reason
+
+    note_reason(reason)
     raise InvalidInput(message)
+
+
+def shown(value) -> str:
+    """A value as an error message shows it: its repr, cut to a short prefix (never echo 11 MB)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
 
 
 def _is_int(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_int64(value) -> bool:
+    return _is_int(value) and INT64_RANGE[0] <= value <= INT64_RANGE[1]
+
+
+def _int_vector(tensor, where: str) -> list:
+    """The values of a one-dimensional integer tensor, checked as sent: never reshaped, cast
+    or truncated (5.7 is not user 5), whether they came as JSON data or as raw bytes."""
+    if tensor.datatype not in ("INT64", "INT32"):
+        _reject("bad_field", f"{where}: datatype must be INT64 or INT32, got {shown(tensor.datatype)}")
+    shape = list(tensor.shape or [])
+    if len(shape) != 1 or not _is_int(shape[0]) or shape[0] < 0:
+        _reject("bad_shape", f"{where}: shape must be [n] (one dimension), got {shown(shape)}")
+    count = shape[0]
+    low, high = INT64_RANGE if tensor.datatype == "INT64" else INT32_RANGE
+    raw = getattr(tensor, "_raw_data", None)
+    if raw is not None:
+        width = 8 if tensor.datatype == "INT64" else 4
+        if len(raw) != count * width:
+            _reject("bad_shape", f"{where}: shape [{count}] needs {count * width} bytes of raw contents, "
+                                 f"got {len(raw)}")
+        return np.frombuffer(raw, dtype="<i8" if width == 8 else "<i4").tolist()
+    data = tensor.data
+    if not isinstance(data, (list, tuple)):
+        _reject("bad_field", f"{where}.data: must be a list of integers, got {shown(data)}")
+    if len(data) != count:
+        _reject("bad_shape", f"{where}: shape [{count}] does not match its {len(data)} values")
+    for index, value in enumerate(data):
+        if not _is_int(value) or not low <= value <= high:
+            _reject("bad_field", f"{where}.data[{index}]: must be an integer in the {tensor.datatype} range, "
+                                 f"got {shown(value)}")
+    return list(data)
 
 
 class RecommenderModel(kserve.Model):
@@ -143,38 +193,48 @@ class RecommenderModel(kserve.Model):
             _reject("bad_field", f"{where}: must be an object")
         if not _KNOWN_FIELDS.issuperset(instance):
             unknown = sorted(set(instance) - _KNOWN_FIELDS)
-            _reject("unknown_field", f"{where}.{unknown[0]}: unknown field (expected {', '.join(sorted(_KNOWN_FIELDS))})")
+            _reject("unknown_field", f"{where}.{shown(unknown[0])[1:-1]}: unknown field "
+                                     f"(expected {', '.join(sorted(_KNOWN_FIELDS))})")
         described = (instance.get("age") is not None or instance.get("gender") is not None
                      or instance.get("occupation") is not None)
         if "user_id" not in instance and not described:
             _reject("missing_field", f"{where}.user_id: required unless the user is described by age, gender or occupation")
         for field in ("user_id", "movie_id"):
-            if field in instance and not _is_int(instance[field]):
-                _reject("bad_field", f"{where}.{field}: must be an integer, got {instance[field]!r}")
+            if field in instance and not _is_int64(instance[field]):
+                _reject("bad_field", f"{where}.{field}: must be a 64-bit integer, got {shown(instance[field])}")
         k = instance.get("k", DEFAULT_K)
         if not _is_int(k) or not 1 <= k <= MAX_K:
-            _reject("k_out_of_range", f"{where}.k: must be an integer in 1..{MAX_K}, got {k!r}")
+            _reject("k_out_of_range", f"{where}.k: must be an integer in 1..{MAX_K}, got {shown(k)}")
         exclude = instance.get("exclude_rated", True)
         if not isinstance(exclude, bool):
-            _reject("bad_field", f"{where}.exclude_rated: must be true or false, got {exclude!r}")
+            _reject("bad_field", f"{where}.exclude_rated: must be true or false, got {shown(exclude)}")
         age = instance.get("age")
         if age is not None and (not isinstance(age, Real) or isinstance(age, bool) or not 1 <= age <= 120):
-            _reject("bad_field", f"{where}.age: must be a number in 1..120, got {age!r}")
+            _reject("bad_field", f"{where}.age: must be a number in 1..120, got {shown(age)}")
         for field in ("gender", "occupation"):
             if instance.get(field) is not None and not isinstance(instance[field], str):
-                _reject("bad_field", f"{where}.{field}: must be a string, got {instance[field]!r}")
+                _reject("bad_field", f"{where}.{field}: must be a string, got {shown(instance[field])}")
         if instance.get("gender") is not None and instance["gender"] not in ("M", "F"):
-            _reject("bad_field", f"{where}.gender: must be 'M' or 'F', got {instance['gender']!r}")
+            _reject("bad_field", f"{where}.gender: must be 'M' or 'F', got {shown(instance['gender'])}")
         return {"user_id": instance.get("user_id"), "movie_id": instance.get("movie_id"), "k": k,
                 "exclude_rated": exclude, "age": age, "gender": instance.get("gender"),
                 "occupation": instance.get("occupation"), "described": described}
 
     def _answer_v1(self, instances: list) -> list:
         answers: list = [None] * len(instances)
-        # A described user without an id gets one the model cannot know (so the side path serves it).
-        for position, instance in enumerate(instances):
-            if instance["user_id"] is None:
-                instance["user_id"] = -(position + 1)
+        sent_ids = [instance["user_id"] for instance in instances]
+        # Each described instance is answered from its own fields: it gets an id of its own
+        # that no instance of the request uses and the model does not know, so two
+        # instances with one user_id and different demographics never share a description,
+        # and a client's negative id never meets a placeholder.
+        taken = {i for i in sent_ids if i is not None}
+        placeholder = -1
+        for instance in instances:
+            if instance["user_id"] is None or (instance["described"] and not self._knows(instance["user_id"])):
+                while placeholder in taken:
+                    placeholder -= 1
+                instance["user_id"] = placeholder
+                taken.add(placeholder)
         described = [i for i in instances if i["described"]]
         demographics = pd.DataFrame([{k: i[k] for k in ("user_id", *_DEMOGRAPHICS)} for i in described]) if described else None
         ratings = [p for p, i in enumerate(instances) if i["movie_id"] is not None]
@@ -194,12 +254,15 @@ class RecommenderModel(kserve.Model):
                                                 exclude_rated=exclude, demographics=demographics, parallel=False)
             for row, record in enumerate(result.to_records(self.recommender.titles_)):
                 answers[positions[row]] = record
-        for answer in answers:
-            if answer["user_id"] < 0:
-                answer["user_id"] = None
+        for answer, sent in zip(answers, sent_ids):
+            answer["user_id"] = sent  # as the client sent it (None when it sent none)
             answer["model_version"] = self.version
         self._count([answer["path"] for answer in answers])
         return answers
+
+    def _knows(self, user_id: int) -> bool:
+        """Whether the model has a personal path for this user."""
+        return bool(self.recommender.personal_index([user_id])[0] >= 0)
 
     def _count(self, paths: list) -> None:
         """One counter update per path and request (not per user: a 100-user request is one call)."""
@@ -229,27 +292,29 @@ class RecommenderModel(kserve.Model):
                 {"name": "scores", "datatype": "FP32", "shape": [-1, -1]}]
 
     def _parse_v2(self, request: InferRequest) -> dict:
-        inputs = {tensor.name: tensor for tensor in request.inputs}
+        inputs: dict = {}
+        for tensor in request.inputs:
+            if tensor.name in inputs:
+                _reject("bad_field", f"inputs.{shown(tensor.name)[1:-1]}: given twice")
+            inputs[tensor.name] = tensor
+        unknown = sorted(set(inputs) - {"user_id", "k"})
+        if unknown:
+            _reject("unknown_field", f"inputs.{shown(unknown[0])[1:-1]}: unknown input (expected user_id, k)")
         if "user_id" not in inputs:
             _reject("missing_field", "inputs.user_id: required (INT64 or INT32 tensor of user ids)")
-        user_tensor = inputs["user_id"]
-        if user_tensor.datatype not in ("INT64", "INT32"):
-            _reject("bad_field", f"inputs.user_id: datatype must be INT64 or INT32, got {user_tensor.datatype}")
-        users = np.asarray(user_tensor.as_numpy()).reshape(-1).astype(np.int64)
+        users = _int_vector(inputs["user_id"], "inputs.user_id")
         if len(users) == 0:
             _reject("bad_field", "inputs.user_id: must hold at least one user id")
         if len(users) > self.max_instances:
             _reject("too_many_instances", f"inputs.user_id: {len(users)} users exceed the limit of {self.max_instances}")
         k = DEFAULT_K
         if "k" in inputs:
-            values = np.asarray(inputs["k"].as_numpy()).reshape(-1)
-            if inputs["k"].datatype not in ("INT64", "INT32") or len(values) != 1 or not 1 <= int(values[0]) <= MAX_K:
+            values = _int_vector(inputs["k"], "inputs.k")
+            if len(values) != 1 or not 1 <= values[0] <= MAX_K:
                 _reject("k_out_of_range", f"inputs.k: must be one INT32/INT64 value in 1..{MAX_K}")
             k = int(values[0])
-        unknown = sorted(set(inputs) - {"user_id", "k"})
-        if unknown:
-            _reject("unknown_field", f"inputs.{unknown[0]}: unknown input (expected user_id, k)")
-        return {"users": users, "k": k, "id": request.id or str(uuid.uuid4()), "from_grpc": request.from_grpc}
+        return {"users": np.asarray(users, dtype=np.int64), "k": k, "id": request.id or str(uuid.uuid4()),
+                "from_grpc": request.from_grpc}
 
     def _answer_v2(self, parsed: dict) -> InferResponse:
         result = self.recommender.recommend(parsed["users"], k=parsed["k"], exclude_rated=True, parallel=False)
