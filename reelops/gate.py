@@ -149,6 +149,8 @@ def _production(production_dir):
 
     try:
         model, version = registry.load_by_alias("production")
+    except registry.StoreNotConfigured:
+        raise  # no registry is not the same as no production model
     except registry.RegistryError:
         return None, None
     return model, version

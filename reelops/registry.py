@@ -46,6 +46,14 @@ class RegistryError(RuntimeError):
     """A registry operation cannot be done; the message says why."""
 
 
+class StoreNotConfigured(RegistryError):
+    """A pipeline step in a cluster pod has no tracking server configured (no silent fallback)."""
+
+
+# Where the pipeline steps read the tracking server from (kfp-kubernetes use_secret_as_env).
+MLFLOW_SECRET = "reelops-mlflow"
+
+
 # ---------------------------------------------------------------------- store
 
 
@@ -65,10 +73,20 @@ def _workspace_store_uri() -> str:
 
 
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if the user set it, else the workspace's sqlite store."""
+    """``MLFLOW_TRACKING_URI`` if the user set it, else the workspace's sqlite store.
+
+    Raises:
+        StoreNotConfigured: in a Kubeflow pod (``KFP_POD_NAME`` is set by the launcher)
+            without a tracking URI: a sqlite store there would die with the pod, and the
+            gate would compare with baselines instead of production, silently.
+    """
     chosen = os.environ.get("MLFLOW_TRACKING_URI")
     if chosen and chosen != os.environ.get(_LOCAL_MARKER):
         return chosen
+    if os.environ.get("KFP_POD_NAME"):
+        raise StoreNotConfigured(
+            f"pod {os.environ['KFP_POD_NAME']} has no MLFLOW_TRACKING_URI: create the Kubernetes secret "
+            f"{MLFLOW_SECRET} with key tracking_uri (see README, Running on Kubeflow)")
     return _workspace_store_uri()
 
 

@@ -448,3 +448,20 @@ def test_the_share_in_the_message_has_enough_digits_to_be_true(models, user_env,
                                      check=False))
     shown_share, shown_limit = message.split("rows are bad (")[1].split(")")[0].split(" > limit ")
     assert float(shown_share.rstrip("%")) > float(shown_limit.rstrip("%"))
+
+
+# ------------------------------------------------------------------ issue 18: no silent fallback in a cluster pod
+
+
+def test_a_step_in_a_pod_without_a_tracking_server_fails_naming_the_secret(models, user_env, tmp_path):
+    import shutil
+
+    pod = {**user_env, "KFP_POD_NAME": "reelops-training-x7k2p-gate"}
+    candidate = shutil.copytree(models["strong"][0], tmp_path / "candidate")
+    message = one_line_error(reelops("gate", "--model-dir", candidate, "--data", models["data"], env=pod, check=False))
+    assert "reelops-training-x7k2p-gate has no MLFLOW_TRACKING_URI" in message and "reelops-mlflow" in message
+    step = subprocess.run([sys.executable, "-c", "import sys; from reelops.steps import register_model; "
+                           "register_model(sys.argv[1], 'training', 'run-1')", str(candidate)],
+                          env=pod, capture_output=True, text=True, timeout=120)
+    assert step.returncode != 0 and "StoreNotConfigured" in step.stderr.strip().splitlines()[-1]
+    assert not (Path(user_env["REELOPS_WORKSPACE"]) / "mlflow" / "mlflow.db").exists()
