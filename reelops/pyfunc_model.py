@@ -6,6 +6,7 @@ gets predicted ratings for a frame of ``user_id, movie_id``.
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
@@ -17,7 +18,9 @@ class RecommenderPyfunc(PythonModel):
 
         self.model = load_model(context.artifacts["model_dir"])
 
-    def predict(self, context, model_input, params=None):
+    # The hint is a DataFrame: MLflow infers no schema from it (the signature is given when
+    # the model is logged), and without a hint it prints advice at every registration.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         return np.asarray(self.model.predict(model_input[["user_id", "movie_id"]]), dtype=np.float64)
 
 
