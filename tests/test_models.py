@@ -156,6 +156,23 @@ def test_one_user_at_a_time_matches_the_batch(small_world, algorithm):
         assert not seen & set(single.movie_ids[0].tolist())
 
 
+@pytest.mark.parametrize("algorithm", ["hybrid", "sklearn-mf", "tensorflow"])
+def test_kept_known_scores_give_the_same_answers(small_world, algorithm):
+    """A server keeps every known user's scores (keep_known_scores): the same answers (the
+    factor models' scores come from one matrix product instead of one per request, so they
+    may differ in the last float bit)."""
+    model = make_model(algorithm, **FAST.get(algorithm, {})).fit(small_world.ratings, users=small_world.users,
+                                                                    movies=small_world.movies)
+    users = np.concatenate([model.user_ids_, [99999]])
+    before = [model.recommend([user], k=7, parallel=False) for user in users] + [model.recommend(users, k=7)]
+    assert model.keep_known_scores()
+    after = [model.recommend([user], k=7, parallel=False) for user in users] + [model.recommend(users, k=7)]
+    for old, new in zip(before, after):
+        assert np.array_equal(old.movie_ids, new.movie_ids) and old.paths == new.paths
+        np.testing.assert_allclose(old.scores, new.scores, rtol=1e-6)
+    assert not model.keep_known_scores(max_bytes=1)  # too large for the budget: not kept
+
+
 def test_asking_for_more_movies_than_are_left_pads_with_minus_one(small_world):
     """k = the whole catalogue: what a user rated is left out, and the tail says so."""
     model = make_model("hybrid", **FAST["hybrid"]).fit(small_world.ratings, users=small_world.users,

@@ -345,7 +345,11 @@ class Recommender(EstimatorParams):
         k = int(min(k, len(self.movie_ids_)))
         parallel = len(ids) > FEW_USERS if parallel is None else parallel
         if all_known:  # the usual online case: no copy through a boolean index
-            scores = self._rank_known(u, parallel).astype(np.float32, copy=False)
+            table = self.__dict__.get("_known_scores_table")
+            if table is not None:
+                scores = table[u]
+            else:
+                scores = self._rank_known(u, parallel).astype(np.float32, copy=False)
             paths = [PERSONAL] * len(ids)
         else:
             scores, paths = self._rank_mixed(ids, u, u >= 0, demographics, parallel)
@@ -379,6 +383,27 @@ class Recommender(EstimatorParams):
                 scores[rows] = base[None, :] + membership[described] @ self.side_lift_
                 paths[rows] = SIDE_FEATURES
         return scores, paths.tolist()
+
+    def keep_known_scores(self, max_bytes: int = 256 << 20) -> bool:
+        """Score every known user once and keep the table, when it fits in ``max_bytes``.
+
+        For a server: a request for a known user then reads one row of the table instead
+        of scoring (for EASE, summing a weight row per rated movie, about 0.7 MB of reads
+        per ml-100k user with cold caches). The scores are the ones ``_rank_known`` gives:
+        identical for EASE; for the factor models one matrix product for all users may
+        differ from a per-user product in the last float bit. ml-100k: 943 x 1,682 floats,
+        6 MB.
+
+        Returns:
+            Whether the table is kept.
+        """
+        size = len(self.user_ids_) * len(self.movie_ids_) * 4
+        if size == 0 or size > max_bytes:
+            return False
+        users = np.arange(len(self.user_ids_))
+        self.__dict__["_known_scores_table"] = np.ascontiguousarray(
+            self._rank_known(users, parallel=True).astype(np.float32, copy=False))
+        return True
 
     def warm_up(self) -> None:
         """Compile the ranking kernels (or load them from numba's cache) and touch the

@@ -164,6 +164,9 @@ class RecommenderModel(kserve.Model):
         self.recommender = load_model(directory)
         # A registry alias names its version; a model directory is known by its folder name.
         self.version = self.version or Path(directory).name
+        # Known users' scores computed once (when the table fits in 256 MB): a request reads
+        # one row instead of scoring, with identical answers.
+        self.recommender.keep_known_scores()
         self.recommender.warm_up()  # compiled kernels and caches ready before traffic
         # Everything loaded so far lives as long as the server: frozen, the garbage
         # collector's full passes stop walking it (hundreds of thousands of objects from
