@@ -75,7 +75,9 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "s3": ["s3fs"],
+        # s3fs follows fsspec's calendar versions; constraints.txt pins the set that fits
+        # botocore (aiobotocore bounds it), so pip does not fall back to s3fs 0.4 from 2019.
+        "s3": ["s3fs>=2026"],
         "gcs": ["gcsfs"],
         "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter", "schemathesis", "hypothesis"],
     },
