@@ -79,7 +79,8 @@ setup(
         # botocore (aiobotocore bounds it), so pip does not fall back to s3fs 0.4 from 2019.
         "s3": ["s3fs>=2026"],
         "gcs": ["gcsfs"],
-        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter", "schemathesis", "hypothesis"],
+        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter", "schemathesis", "hypothesis",
+                "moto[s3]", "s3fs>=2026"],
     },
     entry_points={"console_scripts": ["reelops=reelops.cli:main"]},
 )
