@@ -15,7 +15,7 @@ from pathlib import Path
 
 from reelops.data.layouts import GENRES, LAYOUTS, detect_layout, read_layout
 from reelops.data.lines import Quarantine, QuarantineFull
-from reelops.data.sources import SourceError, max_input_bytes, resolve_source
+from reelops.data.sources import SourceError, max_input_bytes, over_limit, resolve_source
 from reelops.data.splits import kfold_split, leave_last_out_split, time_split, user_time_holdout
 from reelops.data.validation import DataValidationError, ValidatedData, validate_tables
 from reelops.data.versions import (content_hash, ingest_reports, load_dataset, record_ingest, resolve_dataset,
@@ -90,14 +90,11 @@ def _refuse(source, quarantine: Quarantine, bad: int, read: int, max_bad_share: 
 
 def _sizes_within(folder: Path, source, cap: int) -> dict:
     """Bytes of each file of the layout, refusing a file over ``cap`` before it is read."""
-    from reelops.data.layouts import detect_layout
-
     sizes = {}
     for name in detect_layout(folder).files:
         sizes[name] = (folder / name).stat().st_size
         if sizes[name] > cap:
-            raise SourceError(f"{source}: {name} is {sizes[name]:,} bytes, over the input limit of {cap:,} bytes "
-                              f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+            raise SourceError(over_limit(f"{source}: {name}", sizes[name], cap))
     return sizes
 
 

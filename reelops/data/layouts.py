@@ -114,11 +114,8 @@ def _read_table(
         ``(frame, lines read, blank lines)``.
     """
     data = (folder / file).read_bytes()
-    quarantine.reading(file, data)
-    try:
+    with quarantine.reading(file, data):
         return _read_lines(data, file, layout, separator, columns, numeric, quarantine, has_header, transform)
-    finally:
-        quarantine.reading(file, None)
 
 
 def _read_lines(data: bytes, file: str, layout: Layout, separator: bytes, columns: list, numeric: dict,
@@ -225,12 +222,9 @@ def _parse_checked(data, line_numbers, file, separator, columns, numeric, encodi
 def _read_file(folder: Path, file: str, layout: Layout, separator: bytes, quarantine, has_header=False):
     """Lines of a file whose fields cannot be counted byte-wise (quoted CSV, titles with '::')."""
     data = (folder / file).read_bytes()
-    quarantine.reading(file, data)
-    try:
+    with quarantine.reading(file, data):
         clean = split_lines(data, file=file, encoding=layout.encoding, separator=separator,
                             n_fields=None, quarantine=quarantine, has_header=has_header)
-    finally:
-        quarantine.reading(file, None)
     _note_unterminated(quarantine, file, clean)
     return clean
 

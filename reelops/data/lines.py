@@ -9,6 +9,7 @@ checks can still name the line of every bad row.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -49,7 +50,6 @@ class Quarantine:
 
     rows: list = field(default_factory=list)
     limit: int | None = None
-    # file -> number of its last line, for files that do not end with a newline.
     unterminated: dict = field(default_factory=dict)
     max_share: float | None = None
     line_bound: int = 0
@@ -61,9 +61,9 @@ class Quarantine:
     def bounded(cls, max_share: float, sizes: dict, always_held: int = 10_000) -> "Quarantine":
         """A quarantine that stops once the bad rows alone exceed ``max_share`` of every line.
 
-        ``sizes`` (file -> bytes) bounds the line count; once the bad rows reach the
-        limit, the exact line count of the file being read (:meth:`reading`) replaces its
-        size. So a file of millions of bad lines is refused without building millions of
+        ``sizes`` (file -> bytes) bounds the line count; once more than ``always_held``
+        rows are bad, the exact line count of the file being read (:meth:`reading`)
+        replaces its size. So a file of millions of bad lines is refused without building millions of
         rows, and a clean file is never counted twice. Up to ``always_held`` rows are always
         held, so a small input's message gives the exact count.
         """
@@ -73,13 +73,16 @@ class Quarantine:
         quarantine._update_limit()
         return quarantine
 
-    def reading(self, file: str, data: bytes | None) -> None:
-        """``file`` is being read (``data``: its bytes), or none is (None).
-
-        Its exact line count replaces its size in the bound only when the bad rows reach
-        the limit: a clean file never pays for counting its lines.
-        """
-        self._pending = (file, data) if data is not None and self.max_share is not None else None
+    @contextlib.contextmanager
+    def reading(self, file: str, data: bytes):
+        """While ``file`` (``data``: its bytes) is read, its exact line count can replace its
+        size in the bound; it is counted only if many rows turn out bad, so a clean file
+        never pays for counting its lines."""
+        self._pending = (file, data) if self.max_share is not None else None
+        try:
+            yield
+        finally:
+            self._pending = None
 
     def _count_pending(self) -> None:
         if self._pending is not None:

@@ -44,6 +44,12 @@ DEFAULT_MAX_INPUT_BYTES = 4 << 30
 MAX_COMPRESSION_RATIO = 100
 
 
+def over_limit(what: str, size: int, cap: int) -> str:
+    """The one message for input over the size limit (files, archives, downloads)."""
+    return f"{what} is {size:,} bytes, over the input limit of {cap:,} bytes (--max-input-bytes or " \
+           f"REELOPS_MAX_INPUT_BYTES raises it)"
+
+
 def max_input_bytes() -> int:
     """The input size limit: ``REELOPS_MAX_INPUT_BYTES`` or :data:`DEFAULT_MAX_INPUT_BYTES`."""
     text = os.environ.get("REELOPS_MAX_INPUT_BYTES")
@@ -117,9 +123,9 @@ def _extract_zip(archive: Path, cap: int) -> Path:
         with staging_folder(cache_dir(), "extract-") as staging, zipfile.ZipFile(archive) as bundle:
             members = bundle.infolist()
             _check_members(archive, members, cap)
-            budget = [cap]
+            budget = cap
             for member in members:
-                _extract_member(bundle, member, staging, archive, budget)
+                budget -= _extract_member(bundle, member, staging, archive, budget)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(staging, target)
@@ -144,28 +150,33 @@ def _check_members(archive: Path, members: list, cap: int) -> None:
             raise SourceError(f"{archive}: member {member.filename!r} unpacks {ratio:,.0f} times its compressed size "
                               f"({member.file_size:,} bytes); refusing it (ratings compress about 3 to 10 times)")
     if total > cap:
-        raise SourceError(f"{archive}: unpacks to {total:,} bytes, over the input limit of {cap:,} bytes "
-                          f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+        raise SourceError(over_limit(f"{archive}: unpacked, it", total, cap))
 
 
-def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, archive: Path, budget: list) -> None:
-    """Extract one member, counting what it really unpacks to (a header can lie about sizes);
-    damage inside it (bad CRC, bad deflate data) is named in one line."""
+def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path, archive: Path, budget: int) -> int:
+    """Extract one member within ``budget`` bytes, counting what it really unpacks to (a header
+    can lie about sizes); damage inside it (bad CRC, bad deflate data) is named in one line.
+
+    Returns:
+        The bytes written.
+    """
     target = folder / member.filename
     if member.is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        return
+        return 0
     target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
     try:
         with bundle.open(member) as source, open(target, "wb") as sink:
             for block in iter(lambda: source.read(1 << 20), b""):
-                budget[0] -= len(block)
-                if budget[0] < 0:
+                written += len(block)
+                if written > budget:
                     raise SourceError(f"{archive}: member {member.filename!r} unpacks past the input limit")
                 sink.write(block)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
         raise SourceError(f"{archive}: member {member.filename!r} is damaged and cannot be read "
                           f"({type(error).__name__}: {error})") from error
+    return written
 
 
 def _filesystem(url: str):
@@ -189,8 +200,7 @@ def _refuse_over_cap(fs, path: str, url: str, cap: int) -> None:
     except Exception:  # noqa: BLE001 - a server that will not say its size is checked after extraction
         return
     if size is not None and size > cap:
-        raise SourceError(f"{url}: {size:,} bytes, over the input limit of {cap:,} bytes "
-                          f"(--max-input-bytes or REELOPS_MAX_INPUT_BYTES raises it)")
+        raise SourceError(over_limit(url, size, cap))
 
 
 def _fetch_remote(url: str, cap: int) -> Path:
@@ -214,8 +224,10 @@ def _fetch_remote(url: str, cap: int) -> Path:
             else:
                 _refuse_over_cap(fs, path, url, cap)
                 fs.get(path, str(staging / "source.zip"))
-        except (ImportError, SourceError) as error:
-            raise SourceError(f"{url}: {error}" if isinstance(error, ImportError) else str(error)) from error
+        except SourceError:
+            raise
+        except ImportError as error:
+            raise SourceError(f"{url}: {error}") from error
         except Exception as error:  # fsspec backends (aiohttp, botocore) raise their own types
             raise SourceError(f"{url}: download failed ({type(error).__name__}: {error})") from error
         archive = staging / "source.zip"
