@@ -327,9 +327,9 @@ def cmd_registry(args) -> None:
         rows = registry.lineage(args.dataset)
         _emit(args, {"dataset_version": args.dataset, "versions": rows}, lambda r: _render_versions(r["versions"]))
     elif action == "promote":
-        if args.force and not (args.reason or "").strip():
-            raise CommandError("--force needs --reason TEXT: an override is recorded in the alias history")
-        aliases = registry.promote(args.version, reason=args.reason or "promoted by hand", force=args.force)
+        # With --force the reason must be the user's own: registry.promote refuses none.
+        reason = args.reason if args.reason or args.force else "promoted by hand"
+        aliases = registry.promote(args.version, reason=reason, force=args.force)
         _emit(args, {"aliases": aliases}, lambda r: print("aliases: " + ", ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items()))))
     elif action == "rollback":
         aliases = registry.rollback(reason=args.reason or "rolled back by hand")

@@ -516,12 +516,12 @@ def _already_registered(model_version, decision: str, explanation: str, reason: 
             "created": False, "cleaned": cleaned}
 
 
-def promote(version, reason: str = "promoted", force: bool = False) -> dict:
+def promote(version, reason: str | None = None, force: bool = False) -> dict:
     """``version`` becomes production; the old production becomes ``previous``.
 
     Args:
         version: a complete registered version.
-        reason: why; recorded in the alias history.
+        reason: why; recorded in the alias history ("promoted" when none is given).
         force: promote a version the gate did not bless (an emergency override); needs a
             reason, and the override is recorded in the history and on the version.
 
@@ -530,14 +530,15 @@ def promote(version, reason: str = "promoted", force: bool = False) -> dict:
             is not blessed and ``force`` is not given.
     """
     version = str(version)
+    if force and not (reason or "").strip():
+        raise RegistryError("--force needs --reason TEXT: an override is recorded in the alias history")
+    reason = reason or "promoted"
     tags = _require_complete(version)
     blessed = tags.get("reelops.blessed") == "true"
     if not blessed and not force:
         raise RegistryError(f"version {version} is not blessed by the gate (decision: "
                             f"{tags.get('reelops.gate_decision') or 'none'}); an override needs --force --reason TEXT")
     override = not blessed
-    if override and not (reason or "").strip():
-        raise RegistryError(f"promoting unblessed version {version} needs a reason for the record")
     with store_lock():
         aliases = _aliases()
         if aliases.get("production") == version:
@@ -580,13 +581,17 @@ def serving_check(version: str, alias: str | None = None) -> tuple:
     return False, (f"version {version} is not blessed by the gate (decision: {tags.get('reelops.gate_decision') or 'none'})")
 
 
-def _require_complete(version: str) -> dict:
-    """The tags of a complete version."""
+def _model_version(version):
+    """A registered version, or a RegistryError saying it does not exist."""
     try:
-        model_version = client().get_model_version(MODEL_NAME, version)
+        return client().get_model_version(MODEL_NAME, str(version))
     except Exception as error:
         raise RegistryError(f"version {version} of {MODEL_NAME} does not exist") from error
-    tags = model_version.tags or {}
+
+
+def _require_complete(version: str) -> dict:
+    """The tags of a complete version."""
+    tags = _model_version(version).tags or {}
     if tags.get("reelops.complete") != "true":
         raise RegistryError(f"version {version} is incomplete and cannot hold an alias")
     return tags
@@ -625,10 +630,7 @@ def list_versions() -> list:
 def show(version) -> dict:
     """One version: lineage, metrics of its training run, gate decision."""
     store = client()
-    try:
-        model_version = store.get_model_version(MODEL_NAME, str(version))
-    except Exception as error:
-        raise RegistryError(f"version {version} of {MODEL_NAME} does not exist") from error
+    model_version = _model_version(version)
     by_version: dict = {}
     for alias, held in _aliases().items():
         by_version.setdefault(held, []).append(alias)
@@ -662,12 +664,7 @@ def download_model(version) -> Path:
     """
     import mlflow
 
-    version = str(version)
-    store = client()
-    try:
-        model_version = store.get_model_version(MODEL_NAME, version)
-    except Exception as error:
-        raise RegistryError(f"version {version} of {MODEL_NAME} does not exist") from error
+    model_version = _model_version(version)
     cache = workspace_dir() / "cache" / "models"
     target = cache / model_version.run_id
     if (target / "model.json").is_file():
