@@ -33,7 +33,7 @@ PREDICTOR_REASONS = frozenset({
     "bad_body", "missing_field", "bad_field", "unknown_field", "bad_shape", "k_out_of_range", "too_many_instances",
 })
 STATUS_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
-                  415: "bad_content_type", 422: "schema", 503: "not_ready"}
+                  422: "schema", 503: "not_ready"}
 REASONS = PREDICTOR_REASONS | set(STATUS_REASONS.values()) | {"client_error", "server_error", "bad_content_type"}
 
 ERRORS = Counter("reelops_request_errors", "Non-2xx answers, by HTTP status and reason", ["status", "reason"])
@@ -96,10 +96,13 @@ class RequestGuard:
             await send(message)
 
         try:
-            refusal = self._refusal(scope)
+            headers = {key.lower(): value for key, value in scope.get("headers", [])}
+            refusal = self._refusal(scope, headers)
             if refusal is not None:
-                return await _answer(counted_send, *refusal)
-            receive = await self._bounded(scope, receive, counted_send)
+                status, reason, message, extra = refusal
+                note["reason"] = reason
+                return await _answer(counted_send, status, message, extra)
+            receive = await self._bounded(scope, headers, receive, counted_send)
             if receive is None:
                 return
             await self.app(scope, receive, counted_send)
@@ -110,44 +113,44 @@ class RequestGuard:
         finally:
             _NOTE.reset(token)
 
-    def _refusal(self, scope):
-        """(status, message, headers) for a request refused before the app sees it, else None."""
+    def _refusal(self, scope, headers: dict):
+        """(status, reason, message, headers) for a request refused before the app sees it, else None."""
         path, method = scope["path"], scope["method"]
-        headers = _headers(scope)
         if path == "/v2/health/ready" and not self.is_ready():
-            return 503, "model: still loading, not ready", {}
+            return 503, "not_ready", "model: still loading, not ready", {}
         if path.startswith("/v2/repository/"):
             # KServe's load/unload API would let any caller unload the one model this server
             # exists for (a fuzzer found it): a predictor pod does not offer it.
-            return 404, "repository: this predictor serves one model and has no load/unload API", {}
+            return 404, "not_found", "repository: this predictor serves one model and has no load/unload API", {}
         if path.startswith("/v2/models/") and ("/versions/" in path or _asks_version(scope)):
             # KServe answers 501 there; a version this server does not serve is simply not found.
-            return 404, "version: this server serves one model version, at /v2/models/{name}", {}
+            return 404, "not_found", "version: this server serves one model version, at /v2/models/{name}", {}
         if path.endswith((":predict", ":explain")) or (path.startswith("/v2/models/") and path.endswith("/infer")):
             if method != "POST":
-                return 405, f"method: {method} is not allowed on {path[:80]}; use POST", {"allow": "POST"}
+                return 405, "method_not_allowed", f"method: {method} is not allowed on {path[:80]}; use POST", \
+                    {"allow": "POST"}
         if path.endswith(":predict") and method == "POST":
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if content_type != b"application/json":
                 shown = content_type.decode("latin-1")[:40] or "none"
-                return 400, f"content-type: must be application/json, got {shown}", {}
+                return 400, "bad_content_type", f"content-type: must be application/json, got {shown}", {}
         length = headers.get(b"content-length")
         if length is not None:
             try:
                 size = int(length)
             except ValueError:
-                return 400, "content-length: not a number", {}
+                return 400, "bad_request", "content-length: not a number", {}
             if size > self.max_body_bytes:
-                return 413, f"body: {size:,} bytes exceed the limit of {self.max_body_bytes:,}", {}
+                return 413, "body_too_large", f"body: {size:,} bytes exceed the limit of {self.max_body_bytes:,}", {}
         return None
 
-    async def _bounded(self, scope, receive, send):
+    async def _bounded(self, scope, headers: dict, receive, send):
         """A receive that enforces the limit on a body of unknown length, or None when refused.
 
         A body with a Content-Length was checked already and streams through untouched; a
         chunked one is read here (never more than the limit plus one chunk) and replayed.
         """
-        if b"content-length" in _headers(scope) or scope["method"] in ("GET", "HEAD"):
+        if b"content-length" in headers or scope["method"] in ("GET", "HEAD"):
             return receive
         chunks, total = [], 0
         while True:
@@ -179,10 +182,6 @@ def _asks_version(scope) -> bool:
 
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return any(value for value in query.get("model_version", []))
-
-
-def _headers(scope) -> dict:
-    return {key.lower(): value for key, value in scope.get("headers", [])}
 
 
 async def _answer(send, status: int, message: str, headers: dict) -> None:
