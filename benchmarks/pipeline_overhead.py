@@ -34,7 +34,8 @@ def direct(source: str, scratch: Path) -> float:
     steps.ingest_raw(source, str(scratch / "raw"))
     steps.validate_raw(str(scratch / "raw"), str(scratch / "dataset"), 0.01, source=source)
     steps.engineer_features(str(scratch / "dataset"), str(scratch / "features"))
-    steps.train_model(str(scratch / "dataset"), str(scratch / "model"), "tensorflow", "user-time-20")
+    steps.train_model(str(scratch / "dataset"), str(scratch / "model"), "tensorflow", "user-time-20",
+                      features_dir=str(scratch / "features"))
     steps.evaluate_model(str(scratch / "model"), str(scratch / "dataset"), str(scratch / "report.html"))
     decision = steps.gate_model(str(scratch / "model"), str(scratch / "dataset"), str(scratch / "candidate"))
     if decision["decision"] == "blessed":

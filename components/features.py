@@ -14,7 +14,8 @@ def engineer_features(dataset: Input[Dataset], dataset_version: str, holdout: st
         dataset: the dataset version.
         dataset_version: its id (part of the cache key).
         holdout: the split training will use.
-        features: user_features.parquet and movie_features.parquet.
+        features: user_features.parquet, movie_features.parquet and features.json (the
+            dataset version and split they were computed from); the train step fits on them.
     """
     from reelops.steps import engineer_features as work, finish_task
 

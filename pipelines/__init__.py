@@ -3,7 +3,6 @@ on Kubeflow through ``kfp.Client``."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -39,27 +38,55 @@ def parse_params(pairs) -> dict:
     return parse_key_values(pairs)
 
 
-def run_local(name: str, params: dict | None = None) -> dict:
+def run_local(name: str, params: dict | None = None, isolated: bool = False,
+              pipeline_root: str | os.PathLike | None = None) -> dict:
     """Run a pipeline with ``kfp.local.SubprocessRunner`` in the installed environment.
 
-    Outputs go under ``<workspace>/pipelines/``; the registry is the workspace's MLflow store.
+    Args:
+        name: one of ``PIPELINE_NAMES``.
+        params: pipeline parameters.
+        isolated: run every task as if in its own pod (see :mod:`reelops.pipelines.isolation`):
+            its own folders, only the services of its secrets. Needs ``MLFLOW_TRACKING_URI``
+            (a tracking server) and ``REELOPS_STORE``; the workspace is not touched.
+        pipeline_root: where artifacts go; default ``<workspace>/pipelines/runs``, or a new
+            temporary folder when isolated.
+
+    Returns:
+        ``{"pipeline", "pipeline_root", "outputs"}`` (and ``"tasks_root"`` when isolated).
     """
+    import contextlib
+    import tempfile
+
     from kfp import local
 
-    from reelops.workspace import workspace_dir
+    result = {"pipeline": name}
+    context = contextlib.nullcontext()
+    if isolated:
+        from reelops.pipelines.isolation import check_services, isolated_tasks
+        from reelops.pipelines.structure import function_secrets
 
-    workspace = workspace_dir()
-    # Each task is a new process: it must find the same workspace (and MLflow store).
-    os.environ["REELOPS_WORKSPACE"] = str(workspace)
-    root = workspace / "pipelines" / "runs"
+        check_services()
+        base = Path(pipeline_root) if pipeline_root else Path(tempfile.mkdtemp(prefix=f"reelops-{name}-"))
+        root, tasks = base / "artifacts", base / "tasks"
+        with tempfile.TemporaryDirectory() as scratch:
+            secrets = function_secrets(compile_pipeline(name, scratch))
+        context = isolated_tasks(tasks, secrets, name)
+        result["tasks_root"] = str(tasks)
+    else:
+        from reelops.workspace import workspace_dir
+
+        workspace = workspace_dir()
+        # Each task is a new process: it must find the same workspace (and MLflow store).
+        os.environ["REELOPS_WORKSPACE"] = str(workspace)
+        root = Path(pipeline_root) if pipeline_root else workspace / "pipelines" / "runs"
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    function = pipeline_function(name)
-    task = function(**(params or {}))
+    with context:
+        task = pipeline_function(name)(**(params or {}))
     outputs = {}
     for key, value in (getattr(task, "outputs", None) or {}).items():
         outputs[key] = getattr(value, "path", value)
-    return {"pipeline": name, "pipeline_root": str(root), "outputs": outputs}
+    return {**result, "pipeline_root": str(root), "outputs": outputs}
 
 
 def _client(host: str):

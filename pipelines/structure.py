@@ -58,3 +58,16 @@ def platform_secrets(path: str | Path) -> dict:
         for name, config in executors.items():
             secrets[name] = sorted(entry["secretName"] for entry in config.get("secretAsEnv", []))
     return secrets
+
+
+def function_secrets(path: str | Path) -> dict:
+    """Component function name -> the secrets its tasks read (union over its executors)."""
+    spec = load_documents(path)[0]
+    by_executor = platform_secrets(path)
+    functions = {}
+    for name, executor in spec["deploymentSpec"]["executors"].items():
+        args = executor.get("container", {}).get("args", [])
+        if "--function_to_execute" in args:
+            function = args[args.index("--function_to_execute") + 1]
+            functions.setdefault(function, set()).update(by_executor.get(name, []))
+    return functions

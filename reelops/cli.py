@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+from pathlib import Path
 
 from reelops import __version__
 
@@ -40,8 +41,6 @@ def _json_default(value):
 
 
 def _source_size(source: str) -> int:
-    from pathlib import Path
-
     path = Path(source)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
@@ -75,6 +74,8 @@ def _render_ingest(result: dict) -> None:
     if result.get("path"):
         state = "written" if result.get("created") else "already present (same content)"
         print(f"\nversion folder: {result['path']} ({state})")
+        if result.get("store") and not result["store"].startswith("file://"):
+            print(f"dataset store: {result['store']}")
         print(f"this run's report: {result['report']}")
         if len(result.get("sources") or []) > 1:
             print("sources of this version: " + ", ".join(result["sources"]))
@@ -490,13 +491,20 @@ def cmd_pipeline(args) -> None:
     from reelops import pipelines
 
     action = args.pipeline_command
+    if action == "outcomes":
+        from reelops import registry
+
+        outcomes = registry.pipeline_outcomes(f"reelops-{args.name}" if args.name else None, limit=args.limit)
+        _emit(args, outcomes, _render_outcomes)
+        return
     params = pipelines.parse_params(args.param)
     if action == "compile":
         names = [args.name] if args.name else list(pipelines.PIPELINE_NAMES)
         paths = [str(pipelines.compile_pipeline(name, args.out)) for name in names]
         _emit(args, {"compiled": paths}, lambda r: print("\n".join(f"compiled {p}" for p in r["compiled"])))
     elif action == "run":
-        result = _quiet_local_run(args.name, params, verbose=args.verbose)
+        result = _quiet_local_run(args.name, params, verbose=args.verbose, isolated=args.isolated,
+                                  pipeline_root=args.pipeline_root)
         _emit(args, result, lambda r: print(f"pipeline {r['pipeline']} finished: {r['state']} (outputs under {r['pipeline_root']})"))
     elif action == "submit":
         result = pipelines.submit(args.name, args.host, experiment=args.experiment, params=params)
@@ -506,14 +514,41 @@ def cmd_pipeline(args) -> None:
         _emit(args, result, lambda r: print(f"recurring run {r['recurring_run_id']} ({args.cron}) of pipeline {r['pipeline_id']}"))
 
 
-def _quiet_local_run(name: str, params: dict, verbose: bool = False) -> dict:
-    """Run a pipeline locally; KFP's per-task logs go to a file unless ``verbose``."""
+def _render_outcomes(outcomes: list) -> None:
+    from reelops.console import print_table
+
+    if not outcomes:
+        print("no pipeline run has recorded an outcome in this tracking store yet")
+        return
+    rows = [[o["time"], o["pipeline"], o["state"], o["job"], (o["error"] or "")[:60]] for o in outcomes]
+    print_table(rows, ["time", "pipeline", "state", "job", "error"], title="pipeline runs, newest first")
+
+
+def _quiet_local_run(name: str, params: dict, verbose: bool = False, isolated: bool = False,
+                     pipeline_root: str | None = None) -> dict:
+    """Run a pipeline locally; KFP's per-task logs go to a file unless ``verbose``.
+
+    An isolated run never touches the workspace: its log and artifacts go under its
+    pipeline root (a new temporary folder unless given).
+    """
     import logging
+    import tempfile
 
     from reelops import pipelines
-    from reelops.workspace import workspace_dir
 
-    log_path = workspace_dir() / "pipelines" / f"{name}-last-run.log"
+    if isolated:
+        from reelops.pipelines.isolation import IsolationError, check_services
+
+        try:
+            check_services()
+        except IsolationError as error:
+            raise CommandError(str(error)) from error
+        pipeline_root = pipeline_root or tempfile.mkdtemp(prefix=f"reelops-{name}-")
+        log_path = Path(pipeline_root) / "run.log"
+    else:
+        from reelops.workspace import workspace_dir
+
+        log_path = workspace_dir() / "pipelines" / f"{name}-last-run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log, contextlib.ExitStack() as stack:
         if not verbose:
@@ -524,7 +559,7 @@ def _quiet_local_run(name: str, params: dict, verbose: bool = False) -> dict:
             root.addHandler(handler)
             stack.callback(root.removeHandler, handler)
         try:
-            result = pipelines.run_local(name, params)
+            result = pipelines.run_local(name, params, isolated=isolated, pipeline_root=pipeline_root)
             result["state"] = "SUCCEEDED"
         except Exception as error:  # a failed task: the one-line reason and where the full log is
             raise CommandError(f"pipeline {name} failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}"
@@ -681,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.required = True
     ingest = with_json(data_commands.add_parser("ingest", help="read, validate and version a source"))
     ingest.add_argument("source", help="folder, .zip, fsspec URL, or movielens-100k")
-    ingest.add_argument("--out", help="store of dataset versions (default: <workspace>/datasets)")
+    ingest.add_argument("--out", help="dataset store, a folder or fsspec URL (default: $REELOPS_STORE, else "
+                                      "<workspace>/datasets)")
     ingest.add_argument("--max-bad-share", type=_share, default=0.01, help="largest share of bad rows accepted (0 to 1)")
     ingest.set_defaults(handler=cmd_data_ingest)
     validate = with_json(data_commands.add_parser("validate", help="check a raw source; writes nothing"))
@@ -799,6 +835,15 @@ def build_parser() -> argparse.ArgumentParser:
     run_pipeline = with_json(pipeline_commands.add_parser("run", help="run locally through kfp.local"))
     run_pipeline.add_argument("name", choices=names)
     run_pipeline.add_argument("--verbose", action="store_true", help="show KFP's task logs")
+    run_pipeline.add_argument("--isolated", action="store_true",
+                              help="each task as in its own pod: own folders, only its secrets' services "
+                                   "(needs MLFLOW_TRACKING_URI=http(s)://... and REELOPS_STORE)")
+    run_pipeline.add_argument("--pipeline-root", default=None,
+                              help="where artifacts (and an isolated run's task folders and log) go")
+    outcomes = with_json(pipeline_commands.add_parser(
+        "outcomes", help="outcomes the pipelines' exit handler recorded in the tracking store"))
+    outcomes.add_argument("name", nargs="?", choices=names)
+    outcomes.add_argument("--limit", type=int, default=20)
     submit = with_json(pipeline_commands.add_parser("submit", help="upload and start a run on Kubeflow"))
     submit.add_argument("name", choices=names)
     submit.add_argument("--host", required=True)
@@ -824,9 +869,12 @@ def _user_facing_errors() -> tuple:
     from reelops.data import DataValidationError, SourceError
     from reelops.gate import UnblessedModelError
     from reelops.monitoring import MonitoringInputError
+    from reelops.cluster import NotConfigured
+    from reelops.data.store import StoreError
     from reelops.registry import RegistryError
 
-    return (CommandError, DataValidationError, SourceError, RegistryError, MonitoringInputError, UnblessedModelError)
+    return (CommandError, DataValidationError, SourceError, RegistryError, MonitoringInputError, UnblessedModelError,
+            NotConfigured, StoreError)
 
 
 def _one_line(error: BaseException) -> str:

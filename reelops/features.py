@@ -8,6 +8,7 @@ training/serving skew.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,45 @@ class FeatureSet:
             "users": {c: str(t) for c, t in self.users.dtypes.items()},
             "movies": {c: str(t) for c, t in self.movies.dtypes.items()},
         }
+
+
+# Written beside the feature tables by the pipeline's features step: what they were built from.
+PROVENANCE_FILE = "features.json"
+
+
+def save_for_training(features: FeatureSet, folder: Path, manifest: dict, holdout: str) -> dict:
+    """Save feature tables with the dataset version and split they were computed from.
+
+    Returns:
+        The provenance written (``features.json``).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    features.save(folder)
+    provenance = {"dataset_version": manifest["version"], "dataset_hash": manifest["content_hash"], "holdout": holdout,
+                  "users": int(len(features.users)), "movies": int(len(features.movies))}
+    (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+    return provenance
+
+
+def load_for_training(folder: Path, manifest: dict, holdout: str) -> FeatureSet:
+    """Feature tables for training on a dataset version with a split, checked to be theirs.
+
+    Raises:
+        ValueError: the tables were computed from another dataset version or split (a
+            model fitted on them would disagree with its own training rows).
+    """
+    folder = Path(folder)
+    recorded = folder / PROVENANCE_FILE
+    if not recorded.is_file():
+        raise ValueError(f"{folder}: no {PROVENANCE_FILE}; features for training come from the features step")
+    provenance = json.loads(recorded.read_text())
+    expected = {"dataset_hash": manifest["content_hash"], "holdout": holdout}
+    found = {key: provenance.get(key) for key in expected}
+    if found != expected:
+        raise ValueError(f"{folder}: features of dataset {provenance.get('dataset_version')} split {found['holdout']}, "
+                         f"but training uses dataset {manifest['version']} split {holdout}")
+    return FeatureSet.load(folder)
 
 
 def build_features(ratings: pd.DataFrame, users: pd.DataFrame, movies: pd.DataFrame) -> FeatureSet:

@@ -33,11 +33,14 @@ import warnings
 from pathlib import Path
 
 from reelops import buildinfo
+from reelops.cluster import MLFLOW_SECRET, NotConfigured, missing_in_pod, pod_name
 from reelops.staging import clean_stale, staging_folder
 from reelops.workspace import workspace_dir
 
 MODEL_NAME = "movie-recommender"
 EXPERIMENT = "movie-recommender-training"
+# One MLflow run per pipeline run, written by the exit handler whatever the run's state.
+OUTCOMES_EXPERIMENT = "reelops-pipeline-runs"
 ALIASES = ("production", "canary", "previous")
 _HISTORY_PREFIX = "reelops.alias_history."
 
@@ -46,12 +49,8 @@ class RegistryError(RuntimeError):
     """A registry operation cannot be done; the message says why."""
 
 
-class StoreNotConfigured(RegistryError):
+class StoreNotConfigured(RegistryError, NotConfigured):
     """A pipeline step in a cluster pod has no tracking server configured (no silent fallback)."""
-
-
-# Where the pipeline steps read the tracking server from (kfp-kubernetes use_secret_as_env).
-MLFLOW_SECRET = "reelops-mlflow"
 
 
 # ---------------------------------------------------------------------- store
@@ -83,10 +82,8 @@ def tracking_uri() -> str:
     chosen = os.environ.get("MLFLOW_TRACKING_URI")
     if chosen and chosen != os.environ.get(_LOCAL_MARKER):
         return chosen
-    if os.environ.get("KFP_POD_NAME"):
-        raise StoreNotConfigured(
-            f"pod {os.environ['KFP_POD_NAME']} has no MLFLOW_TRACKING_URI: create the Kubernetes secret "
-            f"{MLFLOW_SECRET} with key tracking_uri (see README, Running on Kubeflow)")
+    if pod_name():
+        raise StoreNotConfigured(missing_in_pod("MLFLOW_TRACKING_URI", MLFLOW_SECRET))
     return _workspace_store_uri()
 
 
@@ -250,6 +247,7 @@ def lineage_tags(model_meta: dict) -> dict:
         "reelops.dataset_version": model_meta.get("dataset_version", ""),
         "reelops.dataset_hash": model_meta.get("dataset_hash", ""),
         "reelops.dataset_source": model_meta.get("dataset_source", ""),
+        "reelops.dataset_store": model_meta.get("dataset_store", ""),
         "reelops.algorithm": model_meta.get("algorithm", ""),
         "reelops.git_commit": model_meta.get("git_commit") or buildinfo.git_commit(),
         "reelops.package_version": model_meta.get("package_version") or buildinfo.describe()["package_version"],
@@ -323,6 +321,57 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
                 pip_requirements=[f"reelops=={buildinfo.describe()['package_version']}"],
             )
     return run.info.run_id, info.model_uri, info.model_id
+
+
+def _experiment_id(name: str) -> str:
+    """The id of an experiment of this store, created on first use (another process may race us)."""
+    store = client()
+    found = store.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return store.create_experiment(name, artifact_location=_artifact_root(tracking_uri()))
+        except Exception:
+            found = store.get_experiment_by_name(name)
+            if found is None:
+                raise
+    return found.experiment_id
+
+
+def record_pipeline_outcome(entry: dict) -> str:
+    """Keep a pipeline run's outcome in the tracking store: tags to search, the entry as JSON.
+
+    Returns:
+        The MLflow run id.
+    """
+    store = client()
+    tags = {"reelops.pipeline": entry["pipeline"], "reelops.state": entry["state"], "reelops.job": entry["job"],
+            "mlflow.runName": f"{entry['pipeline']} {entry['job']}"[:250]}
+    if entry.get("error"):
+        tags["reelops.error"] = entry["error"][:5000]
+    run = store.create_run(_experiment_id(OUTCOMES_EXPERIMENT), tags=tags)
+    store.log_dict(run.info.run_id, entry, "outcome.json")
+    # A failed pipeline run is still a finished outcome record: the MLflow run itself succeeded.
+    store.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def pipeline_outcomes(pipeline: str | None = None, limit: int = 50) -> list:
+    """Outcomes of pipeline runs, newest first: ``time, pipeline, state, job, error, mlflow_run_id``."""
+    store = client()
+    experiment = store.get_experiment_by_name(OUTCOMES_EXPERIMENT)
+    if experiment is None:
+        return []
+    query = f"tags.`reelops.pipeline` = '{pipeline}'" if pipeline else ""
+    runs = store.search_runs([experiment.experiment_id], filter_string=query, max_results=limit,
+                             order_by=["attributes.start_time DESC"])
+    outcomes = []
+    for run in runs:
+        tags = run.data.tags
+        outcomes.append({"time": _dt.datetime.fromtimestamp(run.info.start_time / 1000, _dt.timezone.utc)
+                         .isoformat(timespec="seconds"), "pipeline": tags.get("reelops.pipeline", ""),
+                         "state": tags.get("reelops.state", ""), "job": tags.get("reelops.job", ""),
+                         "error": tags.get("reelops.error", ""), "mlflow_run_id": run.info.run_id})
+    return outcomes
 
 
 def _read_json(path: Path):
@@ -605,6 +654,7 @@ def _version_row(model_version, aliases_by_version: dict) -> dict:
         "algorithm": tags.get("reelops.algorithm", ""),
         "dataset_version": tags.get("reelops.dataset_version", ""),
         "dataset_source": tags.get("reelops.dataset_source", ""),
+        "dataset_store": tags.get("reelops.dataset_store", ""),
         "git_commit": tags.get("reelops.git_commit", ""),
         "package_version": tags.get("reelops.package_version", ""),
         "image": tags.get("reelops.image", ""),

@@ -69,18 +69,22 @@ def ingest_raw(source: str, out_dir: str) -> dict:
 
 
 def validate_raw(raw_dir: str, out_dir: str, max_bad_share: float, source: str = "") -> dict:
-    """Validate a raw copy, write the dataset version to the workspace store and to ``out_dir``."""
-    from reelops.data import ingest
+    """Validate a raw copy into a dataset version in the store, and copy it to ``out_dir``.
 
-    result = ingest(raw_dir, max_bad_share=max_bad_share)
-    manifest = dict(result.manifest)
-    if source:
-        # The lineage names where the data came from, not the pipeline's scratch copy.
-        manifest["source"] = source
-        (result.path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    The store (``REELOPS_STORE``) keeps the version for later runs (a retrain finds it
+    through the registry's lineage); ``out_dir`` is this run's artifact for the next steps,
+    with ``location.json`` naming the store.
+    """
+    from reelops.data import ingest
+    from reelops.data.store import write_location
+
+    # The lineage names where the data came from, not the pipeline's scratch copy.
+    result = ingest(raw_dir, max_bad_share=max_bad_share, recorded_source=source or None)
     _copy_folder(result.path, Path(out_dir))
+    write_location(Path(out_dir), result.store, result.version)
     return {"dataset_version": result.version, "read": result.validated.total_read,
-            "quarantined": result.validated.total_quarantined, "source": manifest["source"]}
+            "quarantined": result.validated.total_quarantined, "source": result.manifest["source"],
+            "store": result.store}
 
 
 def _copy_folder(source: Path, target: Path) -> None:
@@ -91,26 +95,32 @@ def _copy_folder(source: Path, target: Path) -> None:
 
 
 def engineer_features(dataset_dir: str, out_dir: str, holdout: str = "user-time-20") -> dict:
-    """User and movie features of the training split (what training and serving use)."""
+    """User and movie features of the training split, which the train step fits on."""
     from reelops.data import load_dataset
-    from reelops.features import build_features
+    from reelops.features import build_features, save_for_training
     from reelops.models import holdout_split
 
     dataset = load_dataset(dataset_dir)
     train_rows, _ = holdout_split(dataset["ratings"], holdout)
     features = build_features(train_rows, dataset["users"], dataset["movies"])
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    features.save(Path(out_dir))
-    return {"dataset_version": dataset["manifest"]["version"], "users": len(features.users), "movies": len(features.movies)}
+    return save_for_training(features, Path(out_dir), dataset["manifest"], holdout)
 
 
-def train_model(dataset_dir: str, model_dir: str, algorithm: str, holdout: str, parameters_json: str = "{}") -> dict:
-    """Fit a model (its evaluation and monitoring reference included) into ``model_dir``."""
+def train_model(dataset_dir: str, model_dir: str, algorithm: str, holdout: str, parameters_json: str = "{}",
+                features_dir: str = "") -> dict:
+    """Fit a model (its evaluation and monitoring reference included) into ``model_dir``.
+
+    Args:
+        features_dir: the features step's tables; the model is fitted on them (checked to
+            be of the same dataset version and split).
+    """
     from reelops.models import train
 
-    model = train(dataset_dir, model_dir, algorithm=algorithm, holdout=holdout, parameters=json.loads(parameters_json or "{}"))
+    model = train(dataset_dir, model_dir, algorithm=algorithm, holdout=holdout,
+                  parameters=json.loads(parameters_json or "{}"), features=features_dir or None)
     meta = model.metadata_
-    return {"algorithm": meta["algorithm"], "dataset_version": meta["dataset_version"], "git_commit": meta["git_commit"]}
+    return {"algorithm": meta["algorithm"], "dataset_version": meta["dataset_version"], "git_commit": meta["git_commit"],
+            "dataset_store": meta.get("dataset_store", "")}
 
 
 def evaluate_model(model_dir: str, dataset_dir: str, html_path: str) -> dict:
@@ -214,18 +224,23 @@ def detect_drift(alias: str, dataset_dir: str, min_new_labels: int, cooldown_day
 def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     """The training data of a retrain: the dataset of the model under ``alias`` plus the new data.
 
-    A (user, movie) pair present in both keeps its newer rating; users and movies are the
-    union (new rows win).
+    The base dataset is found through the registry's lineage (the store and version the
+    model was trained on), never on this task's disk. A (user, movie) pair present in both
+    keeps its newer rating; users and movies are the union (new rows win). The combined
+    version is written to the store, and to ``out_dir`` for the next steps.
     """
     from reelops import registry
-
     from reelops.data import load_dataset
     from reelops.data.lines import Quarantine
+    from reelops.data.store import store_url, write_location
     from reelops.data.validation import ValidatedData, canonical_movies, canonical_ratings, canonical_users
     from reelops.data.versions import write_version
 
-    base_version = registry.show(registry.resolve_alias(alias))["dataset_version"]
-    base, new = load_dataset(base_version), load_dataset(new_dir)
+    lineage = registry.show(registry.resolve_alias(alias))
+    if not lineage["dataset_version"]:
+        raise registry.RegistryError(f"model version {lineage['version']} under {alias!r} records no training dataset")
+    base = load_dataset(lineage["dataset_version"], store=lineage["dataset_store"] or None)
+    new = load_dataset(new_dir)
     ratings = pd.concat([base["ratings"], new["ratings"]], ignore_index=True)
     ratings = ratings.sort_values("timestamp", kind="stable").drop_duplicates(["user_id", "movie_id"], keep="last")
     users = pd.concat([base["users"], new["users"]]).drop_duplicates("user_id", keep="last")
@@ -233,19 +248,27 @@ def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     combined = ValidatedData(layout="combined", ratings=canonical_ratings(ratings), users=canonical_users(users),
                              movies=canonical_movies(movies), quarantine=Quarantine(),
                              counts={"combined": {"read": len(ratings), "valid": len(ratings), "quarantined": 0}})
-    path, manifest, _ = write_version(combined, source=f"{base['manifest']['version']}+{new['manifest']['version']}")
+    url = store_url()
+    path, manifest, _ = write_version(combined, source=f"{base['manifest']['version']}+{new['manifest']['version']}",
+                                      store=url)
     _copy_folder(path, Path(out_dir))
-    return {"dataset_version": manifest["version"], "ratings": int(len(ratings))}
+    write_location(Path(out_dir), url, manifest["version"])
+    return {"dataset_version": manifest["version"], "ratings": int(len(ratings)), "store": url,
+            "base_dataset_version": base["manifest"]["version"]}
 
 
-def record_outcome(pipeline: str, state: str, job: str, error: str = "") -> dict:
-    """Record a run's outcome in the workspace (``pipelines/outcomes.jsonl``), whatever it was."""
-    from reelops.workspace import workspace_dir
+def record_outcome(pipeline: str, state: str, job: str, error: str = "", out_path: str = "") -> dict:
+    """Record a run's outcome, whatever it was: an MLflow run, and a JSON file at ``out_path``.
+
+    On a cluster the task's disk goes with its pod; the tracking server keeps the outcome
+    (``reelops pipeline outcomes`` lists them) and the KFP artifact shows it in the run.
+    """
+    from reelops import registry
 
     entry = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "pipeline": pipeline,
              "state": state, "job": job, "error": error}
-    path = workspace_dir() / "pipelines" / "outcomes.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+    entry["mlflow_run_id"] = registry.record_pipeline_outcome(entry)
+    if out_path:
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_path).write_text(json.dumps(entry, indent=2, sort_keys=True))
     return entry

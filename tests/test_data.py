@@ -231,3 +231,20 @@ def test_splits():
     tests = pd.concat([f[1] for f in folds])
     assert len(tests.drop_duplicates()) == 40
     assert kfold_split(ratings, 5, seed=3)[0][1].equals(folds[0][1])
+
+
+def test_the_dataset_store_is_a_url_and_a_missing_version_names_it(tmp_path, monkeypatch):
+    from reelops.data.store import store_url
+    from reelops.simulate import simulate
+
+    simulate("none", seed=5, out=tmp_path / "world", n_users=80, n_movies=100)
+    shared = tmp_path / "shared store"
+    monkeypatch.setenv("REELOPS_STORE", shared.as_uri())
+    assert store_url() == shared.as_uri()
+    result = ingest(tmp_path / "world")
+    assert result.path == shared / result.version and result.store == shared.as_uri()
+    assert load_dataset(result.version)["manifest"]["version"] == result.version
+    with pytest.raises(FileNotFoundError, match=f"ds-0000000000000000: .*store {shared.as_uri()}"):
+        load_dataset("ds-0000000000000000")
+    with pytest.raises(FileNotFoundError, match="not a dataset version folder"):
+        load_dataset(tmp_path / "world")

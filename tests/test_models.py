@@ -258,3 +258,24 @@ def test_models_follow_the_scikit_learn_estimator_protocol(small_world):
     assert -1.0 < fitted.score(test) < 1.0
     with pytest.raises(ValueError, match="invalid parameter 'epoch'"):
         model.set_params(epoch=1)
+
+
+def test_training_fits_on_the_features_step_tables_and_refuses_other_ones(tmp_path):
+    from reelops.models import train
+    from reelops.steps import engineer_features
+
+    simulate("none", seed=4, out=tmp_path / "world", n_users=200, n_movies=300)
+    result = ingest(tmp_path / "world")
+    provenance = engineer_features(str(result.path), str(tmp_path / "features"), "user-time-20")
+    assert provenance["dataset_version"] == result.version and provenance["holdout"] == "user-time-20"
+    # The tables the model is fitted on are the features step's, read back, not rebuilt.
+    users = pd.read_parquet(tmp_path / "features" / "user_features.parquet")
+    users.loc[0, "occupation"] = "astronaut"
+    users.to_parquet(tmp_path / "features" / "user_features.parquet", index=False)
+    fed = train(result.path, tmp_path / "fed", "hybrid", parameters={"epochs": 5}, features=tmp_path / "features")
+    own = train(result.path, tmp_path / "own", "hybrid", parameters={"epochs": 5})
+    assert "astronaut" in set(fed.features_.users["occupation"]) and "astronaut" not in set(own.features_.users["occupation"])
+    assert fed.metadata_["dataset_store"] == result.path.parent.as_uri() == own.metadata_["dataset_store"]
+    with pytest.raises(ValueError, match="split user-time-20, but training uses dataset .* split none"):
+        train(result.path, tmp_path / "other", "hybrid", holdout="none", features=tmp_path / "features")
+    assert not (tmp_path / "other").exists()

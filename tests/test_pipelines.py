@@ -8,8 +8,11 @@ import ast
 import http.server
 import inspect
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -47,11 +50,14 @@ def test_pipelines_set_what_kfp_users_expect(tmp_path):
     tasks = training["dags"]["comp-exit-handler-1"]
     assert tasks["ingest"]["retries"] == 3 and not tasks["ingest"]["caching"]
     assert tasks["train"]["caching"] and "dataset_version" in tasks["train"]["parameters"]
+    assert tasks["train"]["artifacts"] == ["dataset", "features"]  # the features step feeds training
     assert not tasks["gate"]["caching"]
     assert "blessed" in tasks["condition-2"]["condition"]
     for executor in training["executors"].values():
         assert executor["resources"]["resourceCpuRequest"] and executor["resources"]["resourceMemoryRequest"]
     assert training["secrets"]["exec-register"] == ["reelops-mlflow", "reelops-object-store"]
+    assert training["secrets"]["exec-validate"] == ["reelops-object-store"]  # the dataset store
+    assert "exec-train" not in training["secrets"]  # artifacts in, artifacts out
     assert "record-outcome" in training["dags"]["root"]
 
 
@@ -87,15 +93,9 @@ def test_components_are_thin_python_components_on_the_image():
         assert lines <= 25, f"{name}: {lines} lines of work in a component; move it to reelops.steps"
 
 
-def _outcomes(workspace: Path) -> list:
-    path = workspace / "pipelines" / "outcomes.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
 @pytest.fixture(scope="module")
 def trained_workspace(tmp_path_factory):
     """A workspace where the training pipeline ran on the first 55% of a small world."""
-    import os
 
     workspace = tmp_path_factory.mktemp("pipeline") / "workspace"
     previous = os.environ.get("REELOPS_WORKSPACE")
@@ -141,7 +141,16 @@ def test_training_pipeline_registers_production_with_lineage(trained_workspace, 
     assert row["gate_decision"] == "blessed" and row["kfp_run_id"]
     shown = registry.show(row["version"])
     assert shown["dataset_source"].startswith("simulate:scenario=none,seed=11")
-    assert _outcomes(workspace)[-1]["state"] == "SUCCEEDED"
+    outcomes = registry.pipeline_outcomes()
+    assert [(o["pipeline"], o["state"]) for o in outcomes] == [("reelops-training", "SUCCEEDED")]
+    artifact = json.loads(next(workspace.glob("pipelines/runs/reelops-training-*/record-outcome/outcome")).read_text())
+    assert artifact["mlflow_run_id"] == outcomes[0]["mlflow_run_id"] and artifact["state"] == "SUCCEEDED"
+    shown = subprocess.run([str(Path(sys.executable).parent / "reelops"), "pipeline", "outcomes", "training"],
+                           env={**os.environ, "REELOPS_WORKSPACE": str(workspace)}, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and "reelops-training" in shown.stdout and "SUCCEEDED" in shown.stdout, shown.stderr
+    # The model was fitted on the features step's tables, and its lineage names the store.
+    assert row["dataset_store"] == (trained_workspace / "datasets").as_uri()
 
 
 def test_weak_model_after_a_strong_one_is_stopped_by_the_gate(trained_workspace, tmp_path, monkeypatch):

@@ -9,57 +9,30 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from reelops.simulate import simulate
-from tests.servers import free_port
+from tests.servers import create_bucket, moto_s3
 
 REELOPS = str(Path(sys.executable).parent / "reelops")
-MOTO = Path(sys.executable).parent / "moto_server"
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1, stopped after the module."""
-    if not MOTO.exists():
-        pytest.skip("moto_server is not installed (pip install 'moto[s3]'; make test installs it)")
-    import httpx
-
-    port = free_port()
-    process = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url, timeout=2)
-            break
-        except httpx.HTTPError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("moto_server did not start")
-            time.sleep(0.2)
-    yield {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "reelops-test", "AWS_SECRET_ACCESS_KEY": "reelops-test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=20)
+    with moto_s3() as env:
+        yield env
 
 
 def test_ingest_reads_a_folder_and_a_zip_from_s3(s3_endpoint, tmp_path):
-    import boto3
-
     world = tmp_path / "world"
     simulate("none", seed=2, out=world, n_users=120, n_movies=150)
-    client = boto3.client("s3", endpoint_url=s3_endpoint["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="reelops-test", aws_secret_access_key="reelops-test")
-    client.create_bucket(Bucket="movielens")
+    client = create_bucket(s3_endpoint, "movielens")
     archive = tmp_path / "world.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name in ("u.data", "u.item", "u.user"):

@@ -25,7 +25,7 @@ from reelops.data import ingest
 from reelops.gate import run_gate
 from reelops.models import train
 from reelops.simulate import simulate
-from tests.servers import free_port
+from tests.servers import free_port, mlflow_server as start_mlflow_server
 
 REELOPS = str(Path(sys.executable).parent / "reelops")
 
@@ -88,36 +88,8 @@ def user_env(tmp_path) -> dict:
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server on 127.0.0.1 with its own backend store and artifact root."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = open(root / "server.log", "w")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root / 'backend.db'}", "--artifacts-destination",
-         (root / "artifacts").as_uri(), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.3)
-    yield {"url": url, "root": root}
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+    with start_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server
 
 
 @pytest.fixture(params=["workspace sqlite", "user sqlite", "tracking server"])
@@ -465,3 +437,16 @@ def test_a_step_in_a_pod_without_a_tracking_server_fails_naming_the_secret(model
                           env=pod, capture_output=True, text=True, timeout=120)
     assert step.returncode != 0 and "StoreNotConfigured" in step.stderr.strip().splitlines()[-1]
     assert not (Path(user_env["REELOPS_WORKSPACE"]) / "mlflow" / "mlflow.db").exists()
+
+
+def test_a_step_in_a_pod_without_a_dataset_store_fails_naming_the_secret(models, user_env, tmp_path):
+    pod = {**user_env, "KFP_POD_NAME": "reelops-training-x7k2p-validate", "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    pod.pop("REELOPS_STORE", None)
+    world = models["root"] / "world"
+    message = one_line_error(reelops("data", "ingest", world, env=pod, check=False))
+    assert "reelops-training-x7k2p-validate has no REELOPS_STORE" in message and "reelops-object-store" in message
+    step = subprocess.run([sys.executable, "-c", "import sys; from reelops.steps import validate_raw; "
+                           "validate_raw(sys.argv[1], sys.argv[2], 0.01)", str(world), str(tmp_path / "out")],
+                          env=pod, capture_output=True, text=True, timeout=120)
+    assert step.returncode != 0 and "has no REELOPS_STORE" in step.stderr.strip().splitlines()[-1]
+    assert not (Path(user_env["REELOPS_WORKSPACE"]) / "datasets").exists() and not (tmp_path / "out").exists()

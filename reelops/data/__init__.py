@@ -129,12 +129,14 @@ class IngestResult:
     validated: ValidatedData
     cleaned: list = field(default_factory=list)
     report: Path | None = None
+    store: str = ""
 
     def to_dict(self) -> dict:
         """A JSON-able summary (what ``--json`` prints)."""
         return {
             "version": self.version,
             "path": str(self.path),
+            "store": self.store,
             "created": self.created,
             "layout": self.validated.layout,
             "counts": self.validated.counts,
@@ -156,28 +158,35 @@ def ingest(
     max_bad_share: float = DEFAULT_MAX_BAD_SHARE,
     on_stage=None,
     max_bytes: int | None = None,
+    recorded_source: str | None = None,
 ) -> IngestResult:
     """Read, validate and version a source into ``<store>/<version>/``.
 
     Args:
         source: a folder, ``.zip``, fsspec URL or named source.
-        store: the folder of dataset versions (default: the workspace's ``datasets/``).
+        store: the dataset store, a URL or folder (default ``REELOPS_STORE``, else the
+            workspace's ``datasets/``).
         max_bad_share: the largest share of quarantined rows accepted.
         on_stage: called with the name of each finished stage (for progress bars).
         max_bytes: the largest file (or extracted archive) accepted.
+        recorded_source: the source the manifest and the ingest report name, when
+            ``source`` is a copy of it (a pipeline validates the ingest step's copy).
 
     Returns:
-        The version id, its folder, its manifest and the validation details.
+        The version id, its local folder, its store, its manifest and the validation details.
     """
+    from reelops.data import store as stores
     from reelops.staging import clean_stale
-    from reelops.workspace import datasets_dir
 
+    url = stores.normalize(store) if store else stores.store_url()
     validated = validate_source(source, max_bad_share=max_bad_share, on_stage=on_stage, max_bytes=max_bytes)
     # Staging folders of ingests that were killed: their writer no longer holds the lock.
-    cleaned = clean_stale(Path(store) if store else datasets_dir())
-    path, manifest, created = write_version(validated, source=os.fspath(source), store=store)
-    report = record_ingest(path, os.fspath(source), validated, created)
+    cleaned = clean_stale(stores.writable_folder(url))
+    named = recorded_source or os.fspath(source)
+    path, manifest, created = write_version(validated, source=named, store=url)
+    report = record_ingest(path, named, validated, created)
+    stores.publish(path, url)  # the run's report joins the version in a remote store
     if on_stage:
         on_stage("write")
     return IngestResult(version=manifest["version"], path=path, manifest=manifest, created=created, validated=validated,
-                        cleaned=cleaned, report=report)
+                        cleaned=cleaned, report=report, store=url)

@@ -179,7 +179,12 @@ def _extract_member(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Pa
     return written
 
 
-def _filesystem(url: str):
+def filesystem(url: str):
+    """``(fsspec filesystem, path)`` of a URL; a missing backend names the extra that brings it.
+
+    Raises:
+        SourceError: the protocol needs an optional dependency, or the URL is not one fsspec reads.
+    """
     import fsspec
 
     protocol = url.split("://", 1)[0]
@@ -210,7 +215,7 @@ def _fetch_remote(url: str, cap: int) -> Path:
     if target.is_dir():
         archive = target / "source.zip"
         return _extract_zip(archive, cap) if archive.is_file() else target
-    fs, path = _filesystem(url)
+    fs, path = filesystem(url)
     staging = Path(tempfile.mkdtemp(dir=cache_dir(), prefix=".download-"))
     try:
         try:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reelops.data import store as stores
 from reelops.staging import staging_folder
-from reelops.workspace import datasets_dir
 
 SCHEMA_VERSION = 1
 TABLES = ("ratings", "users", "movies")
@@ -55,14 +55,22 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
     Args:
         validated: a :class:`reelops.data.validation.ValidatedData`.
         source: where the data came from (recorded in the manifest).
-        store: the folder of versions; the workspace's ``datasets/`` by default.
+        store: the dataset store (URL or folder); ``REELOPS_STORE`` or the workspace's
+            ``datasets/`` by default. A remote store gets the version uploaded.
 
     Returns:
-        ``(version folder, manifest dict, created)``; ``created`` is False when the same
-        version already existed (same content), in which case nothing is rewritten.
+        ``(local version folder, manifest dict, created)``; ``created`` is False when the
+        same version already existed (same content), in which case nothing is rewritten.
     """
-    store = Path(store) if store else datasets_dir()
-    store.mkdir(parents=True, exist_ok=True)
+    url = stores.normalize(store) if store else stores.store_url()
+    folder, created = _write_local(validated, source, stores.writable_folder(url))
+    if stores.local_folder(url) is None:
+        created = stores.publish(folder, url)
+    return folder, json.loads((folder / "manifest.json").read_text()), created
+
+
+def _write_local(validated, source: str, store: Path) -> tuple:
+    """Write the version folder into a local folder of versions: ``(folder, created)``."""
     full_hash = content_hash(validated.ratings, validated.users, validated.movies)
     version = version_id(full_hash)
     target = store / version
@@ -84,7 +92,7 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
         "warnings": validated.warnings,
     }
     if (target / "manifest.json").is_file():
-        return target, json.loads((target / "manifest.json").read_text()), False
+        return target, False
     with staging_folder(store, f"{version}-") as staging:
         # Timestamps are nearly all distinct: trying a dictionary for them only costs time.
         validated.ratings.to_parquet(staging / "ratings.parquet", index=False,
@@ -101,8 +109,8 @@ def write_version(validated, source: str, store: str | os.PathLike | None = None
         except OSError:
             if not (target / "manifest.json").is_file():
                 raise
-            return target, json.loads((target / "manifest.json").read_text()), False
-    return target, manifest, True
+            return target, False
+    return target, True
 
 
 def record_ingest(version_folder: Path, source: str, validated, created: bool) -> Path:
@@ -149,18 +157,21 @@ def ingest_reports(version_folder: Path) -> list:
 
 
 def resolve_dataset(dataset: str | os.PathLike, store: str | os.PathLike | None = None) -> Path:
-    """A dataset version folder from a version id or a folder path.
+    """A dataset version folder from a version id (looked up in the store) or a folder path.
+
+    Args:
+        dataset: a version id, or a version folder (``manifest.json`` inside).
+        store: the dataset store; ``REELOPS_STORE`` or the workspace by default.
 
     Raises:
-        FileNotFoundError: neither a folder with a manifest nor a known version id.
+        FileNotFoundError: neither a folder with a manifest nor a version in the store.
     """
     path = Path(dataset)
     if (path / "manifest.json").is_file():
         return path
-    candidate = (Path(store) if store else datasets_dir()) / str(dataset)
-    if (candidate / "manifest.json").is_file():
-        return candidate
-    raise FileNotFoundError(f"{dataset}: not a dataset version id or version folder (no manifest.json)")
+    if path.exists() or os.sep in str(dataset):
+        raise FileNotFoundError(f"{dataset}: not a dataset version folder (no manifest.json)")
+    return stores.locate(str(dataset), store)
 
 
 def load_dataset(dataset: str | os.PathLike, store: str | os.PathLike | None = None) -> dict:

@@ -65,7 +65,8 @@ def holdout_split(ratings, holdout: str):
 
 
 def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFAULT_ALGORITHM,
-          holdout: str = "user-time-20", parameters: dict | None = None, progress: bool = False) -> Recommender:
+          holdout: str = "user-time-20", parameters: dict | None = None, progress: bool = False,
+          features: str | os.PathLike | None = None) -> Recommender:
     """Fit a model on a dataset version and write its model directory.
 
     Args:
@@ -76,17 +77,26 @@ def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFA
             recorded so evaluation and the gate score exactly those rows) or ``none``.
         parameters: algorithm parameters.
         progress: show epochs and loss.
+        features: a folder of feature tables built for this dataset version and split (the
+            pipeline's features step); computed here when not given.
+
+    Raises:
+        ValueError: no ratings to train on, or features of another dataset or split.
     """
     from reelops.data import load_dataset
+    from reelops.data.store import location_of
+    from reelops.features import load_for_training
     from reelops.staging import clean_stale, replace_folder, staging_folder
 
     dataset = load_dataset(data)
+    dataset["store"] = location_of(data, dataset["path"])
     manifest = dataset["manifest"]
     train_rows, test_rows = holdout_split(dataset["ratings"], holdout)
     if len(train_rows) == 0:
         raise ValueError(f"{data}: dataset {manifest['version']} has no ratings to train on")
+    built = load_for_training(features, manifest, holdout) if features else None
     model = make_model(algorithm, **(parameters or {}))
-    model.fit(train_rows, users=dataset["users"], movies=dataset["movies"], progress=progress)
+    model.fit(train_rows, users=dataset["users"], movies=dataset["movies"], progress=progress, features=built)
     out = Path(out).absolute()
     # The model folder appears whole or not at all: written under a hidden name beside the
     # target and renamed at the end (a failure or a kill leaves no model.json to register).
@@ -105,6 +115,8 @@ def _write_model_folder(model, folder: Path, dataset: dict, train_rows, test_row
         "dataset_version": manifest["version"],
         "dataset_hash": manifest["content_hash"],
         "dataset_source": manifest["source"],
+        # Where the version is kept: a retrain finds its base data through this lineage.
+        "dataset_store": dataset["store"],
         "holdout": {"kind": holdout, "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
                     "max_train_timestamp": int(train_rows["timestamp"].max()) if len(train_rows) else None},
     })

@@ -126,7 +126,7 @@ class Recommender(EstimatorParams):
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X: pd.DataFrame, y=None, users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None,
-            progress: bool = False):
+            progress: bool = False, features: FeatureSet | None = None):
         """Fit on ratings.
 
         Args:
@@ -136,12 +136,14 @@ class Recommender(EstimatorParams):
             movies: the catalogue (movie_id, title, year, genres); every movie in it can be
                 recommended, rated or not.
             progress: show a progress bar with epochs and loss (models that iterate).
+            features: user and movie features already built from these ratings (the
+                pipeline's features step); built here when not given.
         """
         ratings = X if y is None else X.assign(rating=np.asarray(y))
         users = users if users is not None else pd.DataFrame(columns=["user_id", "age", "gender", "occupation", "zip"])
         if movies is None:
             movies = pd.DataFrame({"movie_id": np.unique(ratings["movie_id"]), "title": "", "year": pd.NA, "genres": ""})
-        self.features_ = build_features(ratings, users, movies)
+        self.features_ = features if features is not None else build_features(ratings, users, movies)
         self.user_ids_ = self.features_.users["user_id"].to_numpy(np.int64)
         self.movie_ids_ = self.features_.movies["movie_id"].to_numpy(np.int64)
         missing = np.setdiff1d(ratings["movie_id"].to_numpy(), self.movie_ids_)
