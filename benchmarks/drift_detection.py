@@ -37,12 +37,12 @@ sys.path.insert(0, str(ROOT))
 from reelops.console import print_table  # noqa: E402
 from reelops.data import user_time_holdout  # noqa: E402
 from reelops.models import make_model  # noqa: E402
-from reelops.monitoring import Monitor, time_windows  # noqa: E402
+from reelops.monitoring import DETECTORS as MONITOR_DETECTORS, Monitor, time_windows  # noqa: E402
 from reelops.simulate import Scenario, World, WorldConfig  # noqa: E402
 
 SCENARIOS = ["none", "population_shift", "taste_shift", "new_releases", "popularity_shock",
              "population_shift+taste_shift", "new_releases+popularity_shock"]
-DETECTORS = ["user_data_drift", "movie_data_drift", "prediction_drift", "model_drift", "verdict", "mean_rating"]
+DETECTORS = [*MONITOR_DETECTORS, "verdict", "mean_rating"]
 # Which detector must catch which scenario (the table).
 EXPECTED = {"population_shift": ["user_data_drift"], "taste_shift": ["model_drift"],
             "new_releases": ["movie_data_drift", "prediction_drift"], "popularity_shock": ["prediction_drift"]}

@@ -91,7 +91,7 @@ def main() -> None:
 
     from reelops.console import print_table
     from reelops.data import ingest
-    from reelops.models import train
+    from reelops.training import train
     from reelops.serving.client import wait_until_ready
 
     wrk = ensure_wrk()

@@ -40,8 +40,8 @@ from drift_detection import DEADLINE, WINDOW, generated, trained_monitor  # noqa
 from reelops.console import print_table  # noqa: E402
 from reelops.data import user_time_holdout  # noqa: E402
 from reelops.data.layouts import GENRES  # noqa: E402
-from reelops.monitoring import (  # noqa: E402
-    _chi_square_p_value, _within_user, _within_user_genre_sums, _within_user_genre_test)
+from reelops.monitoring.statistics import (  # noqa: E402
+    chi_square_p_value, within_user, within_user_genre_sums, within_user_genre_test)
 from reelops.simulate import World  # noqa: E402
 
 STATISTICS = ["detector", "detector, exact p-values", "told the answer", "perfect model", "perfect model, every user",
@@ -51,7 +51,7 @@ FALSE_ALARMS = 0.01
 
 def _directed_p_value(errors, flags, users, lean, direction: np.ndarray) -> float | None:
     """One-sided p-value of the within-user genre sums along the true direction of the shift."""
-    sums = _within_user_genre_sums(errors, flags, users, lean)
+    sums = within_user_genre_sums(errors, flags, users, lean)
     if sums is None:
         return None
     statistic, covariance, genres = sums
@@ -62,7 +62,7 @@ def _directed_p_value(errors, flags, users, lean, direction: np.ndarray) -> floa
 
 def _per_user(errors, flags, users, lean) -> list:
     """(centred genre flags, errors beyond the reference lean) of each user with enough rows."""
-    residual, genres, codes, _ = _within_user(errors, flags, users)
+    residual, genres, codes, _ = within_user(errors, flags, users)
     residual = residual - genres @ lean
     return [(genres[codes == code], residual[codes == code]) for code in range(codes.max() + 1)] if len(codes) else []
 
@@ -87,7 +87,7 @@ def _personal_lean_spread(monitor, ratings, cut: int, lean: np.ndarray) -> float
 
 def _exact_p_value(errors, flags, users, lean, spread: float) -> float | None:
     """The detector's chi-square, with each user's personal genre lean added to its covariance."""
-    sums = _within_user_genre_sums(errors, flags, users, lean)
+    sums = within_user_genre_sums(errors, flags, users, lean)
     if sums is None:
         return None
     statistic, covariance, genres = sums
@@ -95,7 +95,7 @@ def _exact_p_value(errors, flags, users, lean, spread: float) -> float | None:
     for flags_of_user, _ in _per_user(errors, flags, users, lean):
         gram = flags_of_user.T @ flags_of_user
         covariance = covariance + spread * (gram @ gram)[np.ix_(columns, columns)]
-    return _chi_square_p_value(statistic, covariance)
+    return chi_square_p_value(statistic, covariance)
 
 
 def _stream(world: World, ratings, cut: int) -> tuple:
@@ -126,11 +126,11 @@ def _p_values(monitor, world: World, stream, onset_index: int, direction: np.nda
         all_flags = world.movie_genres[movie_ids - 1] > 0
         known = model.personal_index(user_ids) >= 0
         out.append((start + WINDOW - onset_index, {
-            "detector": _within_user_genre_test(signed, flags, users, lean),
+            "detector": within_user_genre_test(signed, flags, users, lean),
             "detector, exact p-values": _exact_p_value(signed, flags, users, lean, spread),
             "told the answer": _directed_p_value(signed, flags, users, lean, direction),
-            "perfect model": _within_user_genre_test(perfect[known], all_flags[known], user_ids[known], no_lean),
-            "perfect model, every user": _within_user_genre_test(perfect, all_flags, user_ids, no_lean),
+            "perfect model": within_user_genre_test(perfect[known], all_flags[known], user_ids[known], no_lean),
+            "perfect model, every user": within_user_genre_test(perfect, all_flags, user_ids, no_lean),
             "perfect model, every user, told the answer": _directed_p_value(perfect, all_flags, user_ids, no_lean,
                                                                             direction),
         }))

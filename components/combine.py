@@ -1,5 +1,7 @@
 """Combine: the production model's training data plus the new data, for a retrain."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -7,7 +9,8 @@ from reelops.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def combine_datasets(alias: str, new: Input[Dataset], dataset: Output[Dataset]) -> str:
+def combine_datasets(alias: str, new: Input[Dataset], dataset: Output[Dataset]) -> NamedTuple(
+        "Outputs", [("dataset_version", str)]):
     """Union of the watched model's training data and the new data (newer ratings win).
 
     Args:
@@ -16,11 +19,11 @@ def combine_datasets(alias: str, new: Input[Dataset], dataset: Output[Dataset]) 
         dataset: the combined dataset version.
 
     Returns:
-        The combined dataset version id.
+        dataset_version: The combined dataset version id.
     """
     from reelops.steps import combine_datasets as work, finish_task
 
     info = work(alias, new.path, dataset.path)
     dataset.metadata.update(info)
     finish_task()
-    return info["dataset_version"]
+    return (info["dataset_version"],)

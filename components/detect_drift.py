@@ -19,12 +19,15 @@ def detect_drift(alias: str, dataset: Input[Dataset], min_new_labels: int, coold
         findings: alarms per detector, windows, verdict counts.
 
     Returns:
-        ``retrain`` or ``keep`` (one plain output: kfp.local resolves conditions on it).
+        ``retrain`` or ``keep``: the pipeline branches on it. One plain ``Output``, not a named
+        output: kfp.local 2.17.3 cannot resolve a named output in a ``dsl.If`` condition
+        ("Could not resolve parent input: detect-drift-decision"), though Kubeflow can.
     """
+    from reelops.monitoring import DETECTORS
     from reelops.steps import detect_drift as work, finish_task
 
     info = work(alias, dataset.path, min_new_labels, cooldown_days)
-    for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
+    for name in DETECTORS:
         findings.log_metric(f"{name}_alarms", info[f"{name}_alarms"])
     findings.metadata.update({k: v for k, v in info.items() if not k.endswith("_alarms")})
     finish_task()

@@ -16,7 +16,9 @@ def gate(model: Input[Model], dataset: Input[Dataset], candidate: Output[Model])
         candidate: the model directory with ``blessing.json``.
 
     Returns:
-        ``blessed`` or ``rejected``.
+        ``blessed`` or ``rejected``: the pipeline branches on it. One plain ``Output``, not a named
+        output: kfp.local 2.17.3 cannot resolve a named output in a ``dsl.If`` condition
+        ("Could not resolve parent input: gate-decision"), though Kubeflow can.
     """
     from reelops.steps import finish_task, gate_model
 

@@ -1,5 +1,7 @@
 """Ingest: copy the raw source (folder, .zip, URL, named download or simulated world) into the pipeline."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
@@ -7,7 +9,7 @@ from reelops.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def ingest(source: str, raw: Output[Dataset]) -> str:
+def ingest(source: str, raw: Output[Dataset]) -> NamedTuple("Outputs", [("layout", str)]):
     """Fetch a raw MovieLens-layout source.
 
     Args:
@@ -15,11 +17,11 @@ def ingest(source: str, raw: Output[Dataset]) -> str:
         raw: the raw files, unchanged.
 
     Returns:
-        The layout found.
+        layout: The layout found.
     """
     from reelops.steps import finish_task, ingest_raw
 
     info = ingest_raw(source, raw.path)
     raw.metadata.update(info)
     finish_task()
-    return info["layout"]
+    return (info["layout"],)

@@ -1,5 +1,7 @@
 """Register: the blessed model becomes a registry version; the registry picks its alias."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Input, Model
 
@@ -7,7 +9,8 @@ from reelops.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def register(candidate: Input[Model], pipeline_name: str, run_id: str) -> str:
+def register(candidate: Input[Model], pipeline_name: str, run_id: str) -> NamedTuple(
+        "Outputs", [("model_version", str)]):
     """Register a blessed model in MLflow with its lineage.
 
     Args:
@@ -16,11 +19,11 @@ def register(candidate: Input[Model], pipeline_name: str, run_id: str) -> str:
         run_id: the KFP run, recorded as lineage.
 
     Returns:
-        The registered model version.
+        model_version: The registered model version.
     """
     from reelops.steps import finish_task, register_model
 
     info = register_model(candidate.path, pipeline_name, run_id)
     print(f"registered version {info['model_version']} alias {info['alias'] or '(none)'}")
     finish_task()
-    return info["model_version"]
+    return (info["model_version"],)

@@ -1,5 +1,7 @@
 """Validate: quarantine bad rows and write the dataset version."""
 
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
@@ -7,7 +9,8 @@ from reelops.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def validate(raw: Input[Dataset], max_bad_share: float, dataset: Output[Dataset]) -> str:
+def validate(raw: Input[Dataset], max_bad_share: float, dataset: Output[Dataset]) -> NamedTuple(
+        "Outputs", [("dataset_version", str)]):
     """Validate raw files and write the canonical dataset version.
 
     Args:
@@ -16,11 +19,11 @@ def validate(raw: Input[Dataset], max_bad_share: float, dataset: Output[Dataset]
         dataset: the dataset version (Parquet tables, manifest, quarantine).
 
     Returns:
-        The dataset version id (the cache key of the steps after it).
+        dataset_version: The dataset version id (the cache key of the steps after it).
     """
     from reelops.steps import finish_task, validate_raw
 
     info = validate_raw(raw.path, dataset.path, max_bad_share, source=raw.metadata.get("source", ""))
     dataset.metadata.update(info)
     finish_task()
-    return info["dataset_version"]
+    return (info["dataset_version"],)

@@ -13,8 +13,8 @@ def pipeline_function(name: str):
     """The pipeline function of a name in ``PIPELINE_NAMES``."""
     from reelops.pipelines import definitions
 
-    functions = {"training": definitions.training_pipeline, "batch-scoring": definitions.batch_scoring_pipeline,
-                 "monitoring": definitions.monitoring_pipeline}
+    functions = dict(zip(PIPELINE_NAMES, (definitions.training_pipeline, definitions.batch_scoring_pipeline,
+                                          definitions.monitoring_pipeline)))
     if name not in functions:
         raise ValueError(f"unknown pipeline {name!r}; choose from {', '.join(PIPELINE_NAMES)}")
     return functions[name]
@@ -52,7 +52,8 @@ def run_local(name: str, params: dict | None = None, isolated: bool = False,
             temporary folder when isolated.
 
     Returns:
-        ``{"pipeline", "pipeline_root", "outputs"}`` (and ``"tasks_root"`` when isolated).
+        ``{"pipeline", "pipeline_root", "run_dir", "outputs"}`` (and ``"tasks_root"`` when
+        isolated); ``run_dir`` holds one folder of outputs per task.
     """
     import contextlib
     import tempfile
@@ -81,12 +82,15 @@ def run_local(name: str, params: dict | None = None, isolated: bool = False,
         root = Path(pipeline_root) if pipeline_root else workspace / "pipelines" / "runs"
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    earlier = set(root.iterdir())
     with context:
         task = pipeline_function(name)(**(params or {}))
     outputs = {}
     for key, value in (getattr(task, "outputs", None) or {}).items():
         outputs[key] = getattr(value, "path", value)
-    return {**result, "pipeline_root": str(root), "outputs": outputs}
+    # kfp.local puts each run in a new folder of the root (one task folder per task in it).
+    new = sorted(path for path in set(root.iterdir()) - earlier if path.is_dir())
+    return {**result, "pipeline_root": str(root), "run_dir": str(new[-1]) if new else None, "outputs": outputs}
 
 
 def _client(host: str):

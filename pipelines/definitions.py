@@ -15,7 +15,9 @@ What KFP users expect is set on purpose:
 
 from kfp import dsl, kubernetes
 
+from reelops.blessing import BLESSED
 from reelops.cluster import MLFLOW_SECRET, SECRET_ENV, STORAGE_SECRET
+from reelops.registry import PRODUCTION
 from reelops.components import (
     batch_predict, combine_datasets, detect_drift, engineer_features, evaluate, gate, ingest, record_outcome, register,
     train, validate,
@@ -65,7 +67,7 @@ def _train_gate_register(dataset, dataset_version, algorithm: str, holdout: str,
                "1", "2G", cache=True)
     # The gate compares with whatever is in production now: never cached.
     gated = _with_secrets(_resources(gate(model=trained.outputs["model"], dataset=dataset), "1", "4G", cache=False))
-    with dsl.If(gated.outputs["Output"] == "blessed", name="blessed"):
+    with dsl.If(gated.outputs["Output"] == BLESSED, name="blessed"):
         registered = register(candidate=gated.outputs["candidate"], pipeline_name=pipeline_name,
                               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
         _with_secrets(_resources(registered, "1", "2G", cache=False)).set_retry(3, backoff_duration="30s")
@@ -88,13 +90,13 @@ def training_pipeline(source: str = DEFAULT_SOURCE, algorithm: str = "hybrid", h
     outcome = _with_secrets(_resources(record_outcome(pipeline="reelops-training"), "0.5", "1G", cache=False))
     with dsl.ExitHandler(outcome, name="guarded"):
         validated = _ingest_and_validate(source, max_bad_share)
-        _train_gate_register(validated.outputs["dataset"], validated.outputs["Output"], algorithm, holdout,
+        _train_gate_register(validated.outputs["dataset"], validated.outputs["dataset_version"], algorithm, holdout,
                              parameters_json, "reelops-training")
 
 
 @dsl.pipeline(name="reelops-batch-scoring",
               description="Top-K recommendations for every user from the model under an alias, as Parquet.")
-def batch_scoring_pipeline(alias: str = "production", k: int = 10):
+def batch_scoring_pipeline(alias: str = PRODUCTION, k: int = 10):
     """The batch-scoring pipeline.
 
     Args:
@@ -109,7 +111,7 @@ def batch_scoring_pipeline(alias: str = "production", k: int = 10):
 
 @dsl.pipeline(name="reelops-monitoring",
               description="Drift detection on new data against production; retrains on the combined data when the policy says so.")
-def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,seed=7", alias: str = "production",
+def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,seed=7", alias: str = PRODUCTION,
                         min_new_labels: int = 1000, cooldown_days: float = 7.0, algorithm: str = "hybrid",
                         holdout: str = "user-time-20", parameters_json: str = "{}", max_bad_share: float = 0.01):
     """The monitoring pipeline.
@@ -132,5 +134,5 @@ def monitoring_pipeline(new_source: str = "simulate:scenario=population_shift,se
             # The base dataset comes from the store the registry's lineage names.
             combined = _with_secrets(_resources(combine_datasets(alias=alias, new=validated.outputs["dataset"]),
                                                 "1", "4G", cache=False))
-            _train_gate_register(combined.outputs["dataset"], combined.outputs["Output"], algorithm, holdout,
+            _train_gate_register(combined.outputs["dataset"], combined.outputs["dataset_version"], algorithm, holdout,
                                  parameters_json, "reelops-monitoring")

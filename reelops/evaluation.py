@@ -73,7 +73,7 @@ def evaluation_rows(model, dataset: dict) -> tuple:
     Returns:
         ``(test rows, description of what was scored)``.
     """
-    from reelops.models import holdout_split
+    from reelops.data import holdout_split
 
     meta = getattr(model, "metadata_", {}) or {}
     manifest = dataset["manifest"]

@@ -23,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-BLESSED, REJECTED = "blessed", "rejected"
+from reelops.blessing import BLESSED, REJECTED, blessing_status, is_blessed
+
+__all__ = ["BLESSED", "REJECTED", "Thresholds", "UnblessedModelError", "blessing_status", "check_servable",
+           "is_blessed", "run_gate"]
 
 
 class UnblessedModelError(RuntimeError):
@@ -79,7 +82,8 @@ def run_gate(model_dir: str | os.PathLike, data: str | os.PathLike, thresholds: 
     """
     from reelops.data import load_dataset
     from reelops.evaluation import evaluate, evaluation_rows
-    from reelops.models import holdout_split, load_model, make_model, model_content_hash
+    from reelops.data import holdout_split
+    from reelops.models import load_model, make_model, model_content_hash
 
     thresholds = thresholds or Thresholds()
     candidate = load_model(model_dir)
@@ -148,43 +152,12 @@ def _production(production_dir):
     from reelops import registry
 
     try:
-        model, version = registry.load_by_alias("production")
+        model, version = registry.load_by_alias(registry.PRODUCTION)
     except registry.StoreNotConfigured:
         raise  # no registry is not the same as no production model
     except registry.RegistryError:
         return None, None
     return model, version
-
-
-def blessing_status(model_dir: str | os.PathLike) -> tuple:
-    """What the gate said about exactly this model: ``(decision, explanation)``.
-
-    ``decision`` is ``blessed`` or ``rejected`` when ``blessing.json`` judged this very
-    content; ``none`` when there is no blessing, or one written for other content.
-    """
-    from reelops.models import model_content_hash
-
-    path = Path(model_dir) / "blessing.json"
-    if not path.is_file():
-        return "none", "never gated (no blessing.json)"
-    try:
-        blessing = json.loads(path.read_text())
-    except ValueError:
-        return "none", f"{path} is not valid JSON"
-    recorded = blessing.get("model_hash")
-    if not recorded:
-        return "none", f"{path} names no model_hash, so it cannot vouch for this model"
-    if recorded != model_content_hash(model_dir):
-        return "none", f"{path} was written for other model content (hash {recorded[:12]}), not this model"
-    decision = blessing.get("decision")
-    if decision == BLESSED:
-        return BLESSED, "blessed by the gate"
-    return REJECTED, "rejected by the gate: " + "; ".join(blessing.get("reasons") or ["no reason recorded"])
-
-
-def is_blessed(model_dir: str | os.PathLike) -> bool:
-    """Whether the gate blessed this model directory's very content."""
-    return blessing_status(model_dir)[0] == BLESSED
 
 
 def check_servable(model_dir: str | os.PathLike | None = None, version: str | None = None,

@@ -41,7 +41,9 @@ MODEL_NAME = "movie-recommender"
 EXPERIMENT = "movie-recommender-training"
 # One MLflow run per pipeline run, written by the exit handler whatever the run's state.
 OUTCOMES_EXPERIMENT = "reelops-pipeline-runs"
-ALIASES = ("production", "canary", "previous")
+# The aliases a version can hold; every other module names them through these constants.
+PRODUCTION, CANARY, PREVIOUS = "production", "canary", "previous"
+ALIASES = (PRODUCTION, CANARY, PREVIOUS)
 _HISTORY_PREFIX = "reelops.alias_history."
 
 
@@ -85,10 +87,6 @@ def tracking_uri() -> str:
     if pod_name():
         raise StoreNotConfigured(missing_in_pod("MLFLOW_TRACKING_URI", MLFLOW_SECRET))
     return _workspace_store_uri()
-
-
-def is_local_store() -> bool:
-    return tracking_uri().startswith("sqlite:///")
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -170,8 +168,6 @@ def client():
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import logging
 
-    import mlflow
-
     # Migration and validation chatter goes to the log, not the user's terminal.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -241,8 +237,13 @@ def _signature():
 # ---------------------------------------------------------------------- tracking
 
 
-def lineage_tags(model_meta: dict) -> dict:
-    """Lineage of a model: data, code, image and the pipeline run that made it."""
+def lineage_tags(model_meta: dict, run: dict | None = None) -> dict:
+    """Lineage of a model: data, code, image, and the pipeline run that made it.
+
+    Args:
+        model_meta: the model's ``model.json``.
+        run: tags of the run that registers it (``reelops.kfp_pipeline``, ``reelops.kfp_run_id``).
+    """
     tags = {
         "reelops.dataset_version": model_meta.get("dataset_version", ""),
         "reelops.dataset_hash": model_meta.get("dataset_hash", ""),
@@ -253,11 +254,7 @@ def lineage_tags(model_meta: dict) -> dict:
         "reelops.package_version": model_meta.get("package_version") or buildinfo.describe()["package_version"],
         "reelops.image": model_meta.get("image") or buildinfo.image(),
     }
-    # Set by the KFP launcher in a pipeline step (or by the user for a run outside KFP).
-    for variable, tag in (("KFP_RUN_ID", "reelops.kfp_run_id"), ("KFP_PIPELINE_NAME", "reelops.kfp_pipeline"),
-                          ("REELOPS_KFP_RUN_ID", "reelops.kfp_run_id"), ("REELOPS_PIPELINE_NAME", "reelops.kfp_pipeline")):
-        if os.environ.get(variable):
-            tags[tag] = os.environ[variable]
+    tags.update(run or {})
     return tags
 
 
@@ -276,13 +273,13 @@ def _flat_metrics(report: dict | None, prefix: str = "") -> dict:
     return metrics
 
 
-def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = False) -> tuple:
+def log_training_run(model_dir: str | os.PathLike, lineage: dict | None = None) -> tuple:
     """Log a model directory as an MLflow run: params, metrics, artifacts, lineage, pyfunc.
 
     Args:
         model_dir: a model directory (``model.json``; ``evaluation.json`` and
             ``blessing.json`` are logged when present).
-        fail_after_artifacts: raise after uploading artifacts (for failure-injection tests).
+        lineage: tags of the run that registers it (see :func:`lineage_tags`).
 
     Returns:
         ``(run_id, model_uri, model_id)`` of the logged pyfunc model.
@@ -295,7 +292,7 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
     evaluation = _read_json(model_dir / "evaluation.json")
     blessing = _read_json(model_dir / "blessing.json")
     experiment = store.get_experiment_by_name(EXPERIMENT)
-    tags = {**lineage_tags(meta), "reelops.process": _process_identity()}
+    tags = {**lineage_tags(meta, lineage), "reelops.process": _process_identity()}
     with mlflow.start_run(experiment_id=experiment.experiment_id, tags=tags) as run:
         params = {f"param.{k}": v for k, v in meta.get("parameters", {}).items()}
         params.update({"algorithm": meta["algorithm"], "holdout": (meta.get("holdout") or {}).get("kind", "none"),
@@ -310,8 +307,6 @@ def log_training_run(model_dir: str | os.PathLike, fail_after_artifacts: bool = 
             mlflow.set_tag("reelops.gate_decision", blessing.get("decision", ""))
         # Model directory (arrays, feature tables, titles) and the reports, as artifacts.
         mlflow.log_artifacts(str(model_dir), artifact_path="model_dir")
-        if fail_after_artifacts:
-            raise RegistryError("injected failure after artifact upload")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # type-hint advice for predict()
             info = mlflow.pyfunc.log_model(
@@ -374,6 +369,24 @@ def pipeline_outcomes(pipeline: str | None = None, limit: int = 50) -> list:
     return outcomes
 
 
+# ---------------------------------------------------------------------- retraining policy state
+
+POLICY_STATE_TAG = "reelops.retraining_policy_state"
+
+
+class TriggerState:
+    """The retraining policy's memory (its last trigger, in data time) as a tag of the registered
+    model, so that separate processes and pipeline steps share one cooldown."""
+
+    def load(self) -> dict:
+        tags = client().get_registered_model(MODEL_NAME).tags or {}
+        return json.loads(tags.get(POLICY_STATE_TAG, "{}"))
+
+    def save(self, state: dict) -> None:
+        with store_lock():
+            client().set_registered_model_tag(MODEL_NAME, POLICY_STATE_TAG, json.dumps(state, sort_keys=True))
+
+
 def _read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -381,7 +394,7 @@ def _read_json(path: Path):
 # ---------------------------------------------------------------------- registry
 
 
-def _aliases() -> dict:
+def aliases() -> dict:
     """alias -> version (str) for the aliases currently set."""
     model = client().get_registered_model(MODEL_NAME)
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
@@ -405,7 +418,7 @@ def _move_alias(alias: str, version, reason: str, override: bool = False) -> Non
     change: a concurrent move is reported instead of being recorded as ours.
     """
     store = client()
-    current = _aliases().get(alias)
+    current = aliases().get(alias)
     wanted = None if version is None else str(version)
     if current == wanted:
         return
@@ -413,7 +426,7 @@ def _move_alias(alias: str, version, reason: str, override: bool = False) -> Non
         store.delete_registered_model_alias(MODEL_NAME, alias)
     else:
         store.set_registered_model_alias(MODEL_NAME, alias, wanted)
-    now = _aliases().get(alias)
+    now = aliases().get(alias)
     if now != wanted:
         raise RegistryError(f"alias {alias!r} was moved to {now} by another process while this one set it to "
                             f"{wanted}; check 'reelops registry history' and try again")
@@ -484,13 +497,13 @@ def _version_with_content(content: str):
 def _decide_alias(version: str, reason: str | None) -> str:
     """Under the store lock: a blessed version becomes production, or canary next to one."""
     with store_lock():
-        alias = "production" if "production" not in _aliases() else "canary"
-        _move_alias(alias, version, reason or ("first blessed model" if alias == "production"
+        alias = PRODUCTION if PRODUCTION not in aliases() else CANARY
+        _move_alias(alias, version, reason or ("first blessed model" if alias == PRODUCTION
                                               else "blessed candidate next to production"))
     return alias
 
 
-def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after_artifacts: bool = False) -> dict:
+def register(model_dir: str | os.PathLike, reason: str | None = None, lineage: dict | None = None) -> dict:
     """Log and register a model directory; the registry decides its alias.
 
     A model the gate blessed (a ``blessing.json`` whose ``model_hash`` matches the
@@ -498,13 +511,19 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after
     otherwise; any other model is registered without alias. A folder whose content is
     already registered gives back that version (``created: False``) instead of a new one.
 
+    Args:
+        model_dir: the model directory (``blessing.json`` inside when it was gated).
+        reason: why, for the alias history.
+        lineage: tags of the run that registers it, e.g. ``{"reelops.kfp_pipeline": ...,
+            "reelops.kfp_run_id": ...}`` from a pipeline step.
+
     Returns:
         ``{"version", "alias", "run_id", "blessed", "gate", "created", "cleaned"}``.
 
     Raises:
         RegistryError: the folder is not a complete, loadable model.
     """
-    from reelops.gate import BLESSED, blessing_status
+    from reelops.blessing import BLESSED, blessing_status
 
     model_dir = Path(model_dir)
     content = _check_model_folder(model_dir)
@@ -517,8 +536,8 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after
     if existing is not None:
         return _already_registered(existing, decision, explanation, reason, cleaned)
     meta = json.loads((model_dir / "model.json").read_text())
-    run_id, model_uri, model_id = log_training_run(model_dir, fail_after_artifacts=fail_after_artifacts)
-    tags = {**lineage_tags(meta), "reelops.blessed": str(blessed).lower(), "reelops.complete": "false",
+    run_id, model_uri, model_id = log_training_run(model_dir, lineage)
+    tags = {**lineage_tags(meta, lineage), "reelops.blessed": str(blessed).lower(), "reelops.complete": "false",
             "reelops.model_hash": content, "reelops.process": _process_identity(),
             "reelops.gate_decision": decision,
             "reelops.gate_compared_with": str((blessing or {}).get("compared_with", {}).get("version") or "")}
@@ -547,7 +566,7 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, fail_after
 
 def _already_registered(model_version, decision: str, explanation: str, reason: str | None, cleaned: list) -> dict:
     """The answer for content registered before; a newer gate decision on it is recorded."""
-    from reelops.gate import BLESSED
+    from reelops.blessing import BLESSED
 
     store = client()
     version = str(model_version.version)
@@ -557,9 +576,9 @@ def _already_registered(model_version, decision: str, explanation: str, reason: 
     if decision != "none" and decision != tags.get("reelops.gate_decision"):
         store.set_model_version_tag(MODEL_NAME, version, "reelops.gate_decision", decision)
         store.set_model_version_tag(MODEL_NAME, version, "reelops.blessed", str(decision == BLESSED).lower())
-        if decision == BLESSED and not was_blessed and version not in _aliases().values():
+        if decision == BLESSED and not was_blessed and version not in aliases().values():
             alias = _decide_alias(version, reason or "blessed after registration")
-    held = sorted(name for name, holder in _aliases().items() if holder == version)
+    held = sorted(name for name, holder in aliases().items() if holder == version)
     return {"version": version, "alias": alias or (held[0] if held else None), "run_id": model_version.run_id,
             "blessed": decision == BLESSED or (decision == "none" and was_blessed), "gate": explanation,
             "created": False, "cleaned": cleaned}
@@ -589,30 +608,30 @@ def promote(version, reason: str | None = None, force: bool = False) -> dict:
                             f"{tags.get('reelops.gate_decision') or 'none'}); an override needs --force --reason TEXT")
     override = not blessed
     with store_lock():
-        aliases = _aliases()
-        if aliases.get("production") == version:
+        held = aliases()
+        if held.get(PRODUCTION) == version:
             raise RegistryError(f"version {version} is already production")
         if override:
             client().set_model_version_tag(MODEL_NAME, version, "reelops.override.production", reason)
-        if aliases.get("production"):
-            _move_alias("previous", aliases["production"], f"replaced by {version}: {reason}")
-        _move_alias("production", version, reason, override=override)
-        if aliases.get("canary") == version:
-            _move_alias("canary", None, f"{version} promoted to production")
-        return _aliases()
+        if held.get(PRODUCTION):
+            _move_alias(PREVIOUS, held[PRODUCTION], f"replaced by {version}: {reason}")
+        _move_alias(PRODUCTION, version, reason, override=override)
+        if held.get(CANARY) == version:
+            _move_alias(CANARY, None, f"{version} promoted to production")
+        return aliases()
 
 
 def rollback(reason: str = "rollback") -> dict:
     """Production and previous swap back."""
     with store_lock():
-        aliases = _aliases()
-        if "previous" not in aliases:
+        held = aliases()
+        if PREVIOUS not in held:
             raise RegistryError("nothing to roll back to: no version holds the alias 'previous'")
-        production, previous = aliases.get("production"), aliases["previous"]
-        _move_alias("production", previous, reason)
+        production, previous = held.get(PRODUCTION), held[PREVIOUS]
+        _move_alias(PRODUCTION, previous, reason)
         if production:
-            _move_alias("previous", production, f"rolled back from {production}: {reason}")
-        return _aliases()
+            _move_alias(PREVIOUS, production, f"rolled back from {production}: {reason}")
+        return aliases()
 
 
 def serving_check(version: str, alias: str | None = None) -> tuple:
@@ -671,7 +690,7 @@ def list_versions() -> list:
     """Every version, newest first, with aliases and lineage."""
     store = client()
     by_version: dict = {}
-    for alias, version in _aliases().items():
+    for alias, version in aliases().items():
         by_version.setdefault(version, []).append(alias)
     versions = store.search_model_versions(f"name='{MODEL_NAME}'")
     return sorted((_version_row(v, by_version) for v in versions), key=lambda row: -int(row["version"]))
@@ -682,7 +701,7 @@ def show(version) -> dict:
     store = client()
     model_version = _model_version(version)
     by_version: dict = {}
-    for alias, held in _aliases().items():
+    for alias, held in aliases().items():
         by_version.setdefault(held, []).append(alias)
     row = _version_row(model_version, by_version)
     run = store.get_run(model_version.run_id) if model_version.run_id else None
@@ -700,7 +719,7 @@ def resolve_alias(alias: str) -> str:
     """The version an alias points at."""
     if alias not in ALIASES:
         raise RegistryError(f"unknown alias {alias!r}; choose from {', '.join(ALIASES)}")
-    version = _aliases().get(alias)
+    version = aliases().get(alias)
     if version is None:
         raise RegistryError(f"no version of {MODEL_NAME} holds the alias {alias!r}")
     return version
@@ -727,7 +746,7 @@ def download_model(version) -> Path:
     return target
 
 
-def load_by_alias(alias: str = "production"):
+def load_by_alias(alias: str = PRODUCTION):
     """``(model, version)`` of the version under an alias."""
     from reelops.models import load_model
 

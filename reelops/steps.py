@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import shutil
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 SIMULATE_PREFIX = "simulate:"
 
@@ -98,7 +94,7 @@ def engineer_features(dataset_dir: str, out_dir: str, holdout: str = "user-time-
     """User and movie features of the training split, which the train step fits on."""
     from reelops.data import load_dataset
     from reelops.features import build_features, save_for_training
-    from reelops.models import holdout_split
+    from reelops.data import holdout_split
 
     dataset = load_dataset(dataset_dir)
     train_rows, _ = holdout_split(dataset["ratings"], holdout)
@@ -114,7 +110,7 @@ def train_model(dataset_dir: str, model_dir: str, algorithm: str, holdout: str, 
         features_dir: the features step's tables; the model is fitted on them (checked to
             be of the same dataset version and split).
     """
-    from reelops.models import train
+    from reelops.training import train
 
     model = train(dataset_dir, model_dir, algorithm=algorithm, holdout=holdout,
                   parameters=json.loads(parameters_json or "{}"), features=features_dir or None)
@@ -125,16 +121,14 @@ def train_model(dataset_dir: str, model_dir: str, algorithm: str, holdout: str, 
 
 def evaluate_model(model_dir: str, dataset_dir: str, html_path: str) -> dict:
     """Metrics of a model on its held-out rows (or another dataset); the HTML report to ``html_path``."""
-    from reelops.data import load_dataset
-    from reelops.evaluation import evaluate, evaluation_rows, render_html
-    from reelops.models import load_model
+    import tempfile
 
-    model = load_model(model_dir)
-    dataset = load_dataset(dataset_dir)
-    test, scored = evaluation_rows(model, dataset)
-    report = evaluate(model, test, users=dataset["users"])
-    report["scored"] = scored
-    Path(html_path).write_text(render_html(report, f"{model.metadata_['algorithm']} on {dataset['manifest']['version']}"))
+    from reelops.services import evaluate_model as evaluate
+
+    # The model is an input artifact: the reports are written beside, not into it.
+    with tempfile.TemporaryDirectory() as scratch:
+        report = evaluate(model_dir, dataset_dir, report_dir=scratch)
+        shutil.copyfile(report["reports"]["html"], html_path)
     return {key: float(report[key]) for key in ("rmse", "mae", "precision@10", "recall@10", "ndcg@10", "map@10", "coverage")}
 
 
@@ -155,21 +149,19 @@ def _copy_tree(source: Path, target: Path) -> None:
 
 
 def register_model(model_dir: str, pipeline_name: str = "", run_id: str = "") -> dict:
-    """Register a blessed model; the registry picks its alias."""
+    """Register a blessed model, with the pipeline run as lineage; the registry picks its alias."""
     from reelops import registry
 
-    if pipeline_name:
-        os.environ["REELOPS_PIPELINE_NAME"] = pipeline_name
-    if run_id:
-        os.environ["REELOPS_KFP_RUN_ID"] = run_id
-    result = registry.register(model_dir, reason=f"pipeline {pipeline_name} run {run_id}".strip())
+    lineage = {"reelops.kfp_pipeline": pipeline_name, "reelops.kfp_run_id": run_id}
+    result = registry.register(model_dir, reason=f"pipeline {pipeline_name} run {run_id}".strip(),
+                               lineage={tag: value for tag, value in lineage.items() if value})
     return {"model_version": result["version"], "alias": result["alias"] or ""}
 
 
 def batch_predict(alias: str, k: int, out_path: str, model_dir: str = "") -> dict:
     """Top-K for every user the model knows, as Parquet (user, rank, movie, score, model version)."""
     from reelops import registry
-    from reelops.models import load_model
+    from reelops.models import load_model, top_k_table
 
     if model_dir:
         model, version = load_model(model_dir), Path(model_dir).name
@@ -181,59 +173,31 @@ def batch_predict(alias: str, k: int, out_path: str, model_dir: str = "") -> dic
     return {"model_version": str(version), "users": int(table["user_id"].nunique()), "rows": int(len(table))}
 
 
-def top_k_table(model, k: int, version: str, batch: int = 1024) -> pd.DataFrame:
-    """Recommendations of every user as a long table (one row per user and rank)."""
-    parts = []
-    for start in range(0, len(model.user_ids_), batch):
-        users = model.user_ids_[start: start + batch]
-        answer = model.recommend(users, k=k, exclude_rated=True)
-        ranks = np.tile(np.arange(1, answer.movie_ids.shape[1] + 1), len(users))
-        part = pd.DataFrame({"user_id": np.repeat(users, answer.movie_ids.shape[1]), "rank": ranks,
-                             "movie_id": answer.movie_ids.ravel(), "score": answer.scores.ravel(),
-                             "path": np.repeat(answer.paths, answer.movie_ids.shape[1])})
-        parts.append(part[part["movie_id"] >= 0])
-    table = pd.concat(parts, ignore_index=True)
-    table["model_version"] = str(version)
-    return table
-
-
 def detect_drift(alias: str, dataset_dir: str, min_new_labels: int, cooldown_days: float) -> dict:
     """Monitor new data against the model under ``alias``; decide on retraining."""
-    from reelops import registry
-    from reelops.data import load_dataset
-    from reelops.monitoring import load_monitor, monitor_dataset
-    from reelops.monitoring.policy import RetrainingPolicy, decide
+    from reelops.monitoring import DETECTORS
+    from reelops.services import monitor_model
 
-    version = registry.resolve_alias(alias)
-    model_dir = registry.download_model(version)
-    monitor = load_monitor(model_dir)
-    dataset = load_dataset(dataset_dir)
-    training_end = (monitor.model.metadata_.get("holdout") or {}).get("max_train_timestamp")
-    result = monitor_dataset(monitor, dataset["ratings"], dataset["users"], dataset["movies"], after_timestamp=training_end)
-    policy = RetrainingPolicy(min_new_labels=min_new_labels, cooldown_seconds=int(cooldown_days * 86_400))
-    decision = decide(result["windows"], result["new_labels"], result["data_time"] or 0, policy)
-    summary = result["summary"]
-    return {"retrain": "retrain" if decision.retrain else "keep", "model_version": version,
-            "windows": len(result["windows"]), "verdicts": json.dumps(summary["verdicts"]),
-            "reasons": "; ".join(decision.reasons),
-            **{f"{name}_alarms": summary[name]["alarms"] for name in
-               ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift")},
-            "training_dataset_version": monitor.model.metadata_.get("dataset_version", "")}
+    result = monitor_model(dataset_dir, alias=alias, min_new_labels=min_new_labels, cooldown_days=cooldown_days)
+    summary, decision = result["summary"], result["decision"]
+    return {"retrain": "retrain" if decision["retrain"] else "keep", "model_version": result["model_version"],
+            "windows": result["windows"], "verdicts": json.dumps(summary["verdicts"]),
+            "reasons": "; ".join(decision["reasons"]),
+            **{f"{name}_alarms": summary[name]["alarms"] for name in DETECTORS},
+            "training_dataset_version": result["training_dataset_version"]}
 
 
 def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     """The training data of a retrain: the dataset of the model under ``alias`` plus the new data.
 
     The base dataset is found through the registry's lineage (the store and version the
-    model was trained on), never on this task's disk. A (user, movie) pair present in both
-    keeps its newer rating; users and movies are the union (new rows win). The combined
-    version is written to the store, and to ``out_dir`` for the next steps.
+    model was trained on), never on this task's disk. The combined version is written to the
+    store, and to ``out_dir`` for the next steps.
     """
     from reelops import registry
     from reelops.data import load_dataset
-    from reelops.data.lines import Quarantine
+    from reelops.data.combine import combine
     from reelops.data.store import store_url, write_location
-    from reelops.data.validation import ValidatedData, canonical_movies, canonical_ratings, canonical_users
     from reelops.data.versions import write_version
 
     lineage = registry.show(registry.resolve_alias(alias))
@@ -241,19 +205,13 @@ def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
         raise registry.RegistryError(f"model version {lineage['version']} under {alias!r} records no training dataset")
     base = load_dataset(lineage["dataset_version"], store=lineage["dataset_store"] or None)
     new = load_dataset(new_dir)
-    ratings = pd.concat([base["ratings"], new["ratings"]], ignore_index=True)
-    ratings = ratings.sort_values("timestamp", kind="stable").drop_duplicates(["user_id", "movie_id"], keep="last")
-    users = pd.concat([base["users"], new["users"]]).drop_duplicates("user_id", keep="last")
-    movies = pd.concat([base["movies"], new["movies"]]).drop_duplicates("movie_id", keep="last")
-    combined = ValidatedData(layout="combined", ratings=canonical_ratings(ratings), users=canonical_users(users),
-                             movies=canonical_movies(movies), quarantine=Quarantine(),
-                             counts={"combined": {"read": len(ratings), "valid": len(ratings), "quarantined": 0}})
+    combined = combine(base, new)
     url = store_url()
     path, manifest, _ = write_version(combined, source=f"{base['manifest']['version']}+{new['manifest']['version']}",
                                       store=url)
     _copy_folder(path, Path(out_dir))
     write_location(Path(out_dir), url, manifest["version"])
-    return {"dataset_version": manifest["version"], "ratings": int(len(ratings)), "store": url,
+    return {"dataset_version": manifest["version"], "ratings": int(len(combined.ratings)), "store": url,
             "base_dataset_version": base["manifest"]["version"]}
 
 

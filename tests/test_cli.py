@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reelops.cli import main
 from tests.layouts import default_rating_lines, write_ml100k
 
@@ -58,11 +60,36 @@ def test_console_script_is_installed(tmp_path):
     assert result.returncode == 0 and result.stdout.startswith("reelops ")
 
 
-def test_core_library_never_imports_kfp():
-    """import-linter checks the contract in .importlinter; it fails when reelops imports kfp."""
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True)
+def _lint_imports(root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}  # grimp finds the reelops package under root first
+    return subprocess.run([str(Path(sys.executable).parent / "lint-imports"), str(root / ".importlinter")],
+                          cwd=root, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_the_library_keeps_its_import_contracts():
+    """import-linter checks .importlinter: no kfp in the library, and each room imports only rooms below it."""
+    result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 1 kept, 0 broken" in result.stdout
+    assert "Contracts: 2 kept, 0 broken" in result.stdout
+
+
+@pytest.mark.parametrize("module, line, broken, reported", [
+    ("data/splits.py", "import kfp", "the reelops library never imports kfp", "reelops.data.splits -> kfp"),
+    ("models/base.py", "from reelops import registry", "each room imports only the rooms below it",
+     "reelops.models.base -> reelops.registry"),
+])
+def test_the_import_contracts_break_when_the_library_breaks_them(tmp_path, module, line, broken, reported):
+    import shutil
+
+    shutil.copytree(ROOT / "reelops", tmp_path / "reelops", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
+    with open(tmp_path / "reelops" / module, "a") as handle:
+        handle.write(f"\n{line}  # added by the test\n")
+    result = _lint_imports(tmp_path)
+    assert result.returncode != 0 and "Contracts: 1 kept, 1 broken" in result.stdout, result.stdout + result.stderr
+    text = " ".join(result.stdout.split())
+    verdict = text[text.index(broken):].split(" KEPT")[0].split(" BROKEN")[0]
+    assert f"{verdict} BROKEN" in text and reported in text
 
 
 def test_git_commit_is_known():

@@ -85,7 +85,7 @@ def test_pipelines_run_with_every_task_isolated(store_kind, s3, tmp_path):
     assert _tree(parent) == ["kept.txt"]  # the parent's workspace is left untouched
 
     # Training: the version validate wrote is in the store and is the model's recorded lineage.
-    trained_on = _executor_output(training, "validate")["parameterValues"]["Output"]
+    trained_on = _executor_output(training, "validate")["parameterValues"]["dataset_version"]
     first = versions["1"]
     assert set(versions) == {"1", "2"}
     assert first.tags["reelops.dataset_version"] == trained_on and first.tags["reelops.dataset_store"] == store
@@ -98,8 +98,8 @@ def test_pipelines_run_with_every_task_isolated(store_kind, s3, tmp_path):
     # Monitoring: drift, then the retrain found its base dataset through the registry's lineage.
     assert _executor_output(monitoring, "detect-drift")["parameterValues"]["Output"] == "retrain"
     combined = _executor_output(monitoring, "combine-datasets")
-    combined_version = combined["parameterValues"]["Output"]
-    new_version = _executor_output(monitoring, "validate")["parameterValues"]["Output"]
+    combined_version = combined["parameterValues"]["dataset_version"]
+    new_version = _executor_output(monitoring, "validate")["parameterValues"]["dataset_version"]
     assert combined["artifacts"]["dataset"]["artifacts"][0]["metadata"]["base_dataset_version"] == trained_on
     assert len({trained_on, new_version, combined_version}) == 3
     assert versions["2"].tags["reelops.dataset_version"] == combined_version

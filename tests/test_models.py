@@ -261,7 +261,7 @@ def test_models_follow_the_scikit_learn_estimator_protocol(small_world):
 
 
 def test_training_fits_on_the_features_step_tables_and_refuses_other_ones(tmp_path):
-    from reelops.models import train
+    from reelops.training import train
     from reelops.steps import engineer_features
 
     simulate("none", seed=4, out=tmp_path / "world", n_users=200, n_movies=300)

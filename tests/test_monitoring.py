@@ -12,9 +12,11 @@ import pytest
 
 from reelops.cli import main
 from reelops.data import ingest, user_time_holdout
-from reelops.models import make_model, train
+from reelops.models import make_model
+from reelops.training import train
 from reelops.monitoring import Monitor, MonitoringInputError, load_monitor, monitor_dataset, time_windows
 from reelops.monitoring.policy import PolicyState, RetrainingPolicy, decide
+from reelops.registry import TriggerState
 from reelops.simulate import Scenario, World, WorldConfig, simulate
 
 CUT = 0.55
@@ -66,7 +68,7 @@ def test_unchanged_world_rarely_alarms(setup):
                 for i, w in enumerate(time_windows(stream)[:30])]
     assert sum(f.verdict != "none" for f in findings) <= 4
     decision = decide(findings, new_labels=len(stream), data_time=int(stream["timestamp"].max()),
-                      state=PolicyState(use_registry=False))
+                      state=PolicyState())
     assert not decision.retrain
 
 
@@ -106,7 +108,7 @@ def test_saved_reference_reloads_and_gives_the_same_result(setup, tmp_path):
 
 def test_policy_needs_labels_and_holds_its_cooldown(setup):
     findings = _post_onset_findings(setup, "population_shift", windows=4)
-    state = PolicyState(use_registry=False)
+    state = PolicyState()
     policy = RetrainingPolicy(min_alarm_windows=2, cooldown_seconds=3 * 86_400)
     now = int(findings[-1].end_timestamp)
     assert not decide(findings, new_labels=500, data_time=now, policy=policy, state=state).retrain
@@ -122,11 +124,11 @@ def test_policy_state_lives_in_the_registry(setup, tmp_path):
     """Two processes see the same cooldown: the state is a tag of the registered model."""
     findings = _post_onset_findings(setup, "population_shift", windows=3)
     now = int(findings[-1].end_timestamp)
-    assert decide(findings, new_labels=5000, data_time=now).retrain
-    code = (f"from reelops.monitoring.policy import PolicyState; print(PolicyState().load()['last_trigger_data_time'])")
+    assert decide(findings, new_labels=5000, data_time=now, state=TriggerState()).retrain
+    code = "from reelops.registry import TriggerState; print(TriggerState().load()['last_trigger_data_time'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert int(out.strip()) == now
-    assert not decide(findings, new_labels=5000, data_time=now + 3600).retrain
+    assert not decide(findings, new_labels=5000, data_time=now + 3600, state=TriggerState()).retrain
 
 
 def test_importing_monitoring_does_not_import_tensorflow():
@@ -168,24 +170,24 @@ def _genre_window(rng, n_users=20, rows_per_user=25, n_genres=19, lean_genre=Non
 
 
 def test_within_user_genre_test_is_calibrated_and_catches_a_lean():
-    from reelops.monitoring import _within_user_genre_test
+    from reelops.monitoring.statistics import within_user_genre_test
 
     rng = np.random.default_rng(0)
     no_lean = np.zeros(18)
-    null = [_within_user_genre_test(*_genre_window(rng), no_lean) for _ in range(300)]
+    null = [within_user_genre_test(*_genre_window(rng), no_lean) for _ in range(300)]
     # Under "no change" the p-values are about uniform: neither silent nor alarming.
     assert 0.02 <= np.mean(np.array(null) < 0.05) <= 0.09
     assert 0.35 <= np.mean(np.array(null) < 0.5) <= 0.65
     # Users whose errors move by a star on one genre are caught at the detector's level.
-    shifted = [_within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), no_lean)
+    shifted = [within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), no_lean)
                for _ in range(20)]
     assert np.mean(np.array(shifted) < 0.001) >= 0.9
     # The same lean already present in the reference is no change.
     reference = no_lean.copy()
     reference[3] = 1.0  # genre 4, counted without ``unknown``
-    stale = [_within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), reference)
+    stale = [within_user_genre_test(*_genre_window(rng, lean_genre=4, lean=1.0, affected_share=1.0), reference)
              for _ in range(100)]
     assert np.mean(np.array(stale) < 0.05) <= 0.1
     # Too little to judge is said, not turned into a p-value.
     errors, flags, users = _genre_window(rng, n_users=3, rows_per_user=2)
-    assert _within_user_genre_test(errors, flags, users, no_lean) is None
+    assert within_user_genre_test(errors, flags, users, no_lean) is None

@@ -23,12 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 IMPORT_ALL = r"""
-import importlib, json, pkgutil, sys
+import importlib, importlib.util, json, pkgutil, sys
 import reelops, reelops.components, reelops.pipelines
 found = {}
 for package in (reelops, reelops.components, reelops.pipelines):
     found[package.__name__] = package.__file__
     for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        if info.name.endswith(".__main__"):  # runs the command when imported: its file is enough
+            found[info.name] = importlib.util.find_spec(info.name).origin
+            continue
         module = importlib.import_module(info.name)
         found[info.name] = module.__file__
 print(json.dumps(found))

@@ -18,7 +18,7 @@ from reelops.buildinfo import git_commit
 from reelops.cli import main
 from reelops.data import ingest
 from reelops.gate import Thresholds, is_blessed, run_gate
-from reelops.models import train
+from reelops.training import train
 from reelops.simulate import simulate
 
 STRONG = {"epochs": 20}
@@ -107,12 +107,20 @@ def test_lineage_show_and_pyfunc_by_alias(trained, tmp_path):
     assert version == "1" and local.predict(frame).tolist() == pytest.approx(list(predictions))
 
 
-def test_failure_in_the_middle_of_registration_leaves_no_alias(trained, tmp_path):
+def test_failure_in_the_middle_of_registration_leaves_no_alias(trained, tmp_path, monkeypatch):
+    import mlflow
+
     model = _copy(trained["root"] / "strong", tmp_path / "strong")
     run_gate(model, trained["data"])
-    with pytest.raises(registry.RegistryError, match="injected failure"):
-        registry.register(model, fail_after_artifacts=True)
-    assert registry.list_versions() == [] and "production" not in registry._aliases()
+
+    def fail_after_the_artifacts(*args, **kwargs):  # the model directory is uploaded by then
+        raise registry.RegistryError("injected failure after artifact upload")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.pyfunc, "log_model", fail_after_the_artifacts)
+        with pytest.raises(registry.RegistryError, match="injected failure"):
+            registry.register(model)
+    assert registry.list_versions() == [] and "production" not in registry.aliases()
     assert registry.register(model)["alias"] == "production"
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from reelops.data import ingest
-from reelops.models import train
+from reelops.training import train
 from reelops.serving import import_kserve
 from reelops.simulate import simulate
 from tests.servers import free_port

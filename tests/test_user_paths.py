@@ -23,7 +23,7 @@ import pytest
 
 from reelops.data import ingest
 from reelops.gate import run_gate
-from reelops.models import train
+from reelops.training import train
 from reelops.simulate import simulate
 from tests.servers import free_port, mlflow_server as start_mlflow_server
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from reelops.data.layouts import GENRES, LAYOUTS, detect_layout, read_layout
 from reelops.data.lines import Quarantine, QuarantineFull
 from reelops.data.sources import SourceError, max_input_bytes, over_limit, resolve_source
-from reelops.data.splits import kfold_split, leave_last_out_split, time_split, user_time_holdout
+from reelops.data.splits import HOLDOUTS, holdout_split, kfold_split, leave_last_out_split, time_split, user_time_holdout
 from reelops.data.validation import DataValidationError, ValidatedData, validate_tables
 from reelops.data.versions import (content_hash, ingest_reports, load_dataset, record_ingest, resolve_dataset,
                                    write_version)
@@ -24,8 +24,8 @@ from reelops.data.versions import (content_hash, ingest_reports, load_dataset, r
 DEFAULT_MAX_BAD_SHARE = 0.01
 
 __all__ = [
-    "GENRES", "LAYOUTS", "DataValidationError", "IngestResult", "SourceError", "ValidatedData",
-    "content_hash", "detect_layout", "ingest", "ingest_reports", "kfold_split", "leave_last_out_split", "load_dataset",
+    "GENRES", "HOLDOUTS", "LAYOUTS", "DataValidationError", "IngestResult", "SourceError", "ValidatedData",
+    "content_hash", "detect_layout", "holdout_split", "ingest", "ingest_reports", "kfold_split", "leave_last_out_split", "load_dataset",
     "resolve_dataset", "resolve_source", "time_split", "user_time_holdout", "validate_source",
 ]
 

@@ -73,3 +73,16 @@ def kfold_split(ratings: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> list:
         (ratings[fold_of_row != k].reset_index(drop=True), ratings[fold_of_row == k].reset_index(drop=True))
         for k in range(n_folds)
     ]
+
+
+# The held-out splits a model can be trained with (recorded in the model, reused by the gate).
+HOLDOUTS = ("user-time-20", "none")
+
+
+def holdout_split(ratings, holdout: str):
+    """The training split a model is fitted on: ``(train, test)``; test is empty for ``none``."""
+    if holdout == "none":
+        return ratings, ratings.iloc[:0]
+    if holdout == "user-time-20":
+        return user_time_holdout(ratings, test_fraction=0.2)
+    raise ValueError(f"unknown holdout {holdout!r}; choose from {', '.join(HOLDOUTS)}")

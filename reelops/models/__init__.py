@@ -1,4 +1,4 @@
-"""Recommenders behind one interface, and training into a model directory.
+"""Recommenders behind one interface (training into a model directory is ``reelops.training``).
 
 ``import reelops.models`` does not import TensorFlow: the TensorFlow model is looked up
 by name and its module imported only when it is used.
@@ -7,13 +7,11 @@ by name and its module imported only when it is used.
 from __future__ import annotations
 
 import importlib
-import json
-import os
-from pathlib import Path
 
 
 from reelops.models.base import (POPULARITY, PERSONAL, SIDE_FEATURES, Recommendations, Recommender, load_model,
                                  model_content_hash)
+from reelops.models.tables import top_k_table
 
 DEFAULT_ALGORITHM = "hybrid"
 
@@ -28,11 +26,9 @@ ALGORITHMS = {
     "tensorflow": ("reelops.models.tensorflow_model", "TensorFlowMF"),
 }
 
-HOLDOUTS = ("user-time-20", "none")
-
 __all__ = [
     "ALGORITHMS", "DEFAULT_ALGORITHM", "PERSONAL", "POPULARITY", "SIDE_FEATURES", "Recommendations",
-    "Recommender", "algorithm_class", "holdout_split", "load_model", "make_model", "model_content_hash", "train",
+    "Recommender", "algorithm_class", "load_model", "make_model", "model_content_hash", "top_k_table",
 ]
 
 
@@ -51,86 +47,3 @@ def algorithm_class(name: str):
 def make_model(name: str = DEFAULT_ALGORITHM, **parameters) -> Recommender:
     """A new, unfitted model of the named algorithm."""
     return algorithm_class(name)(**parameters)
-
-
-def holdout_split(ratings, holdout: str):
-    """The training split a model is fitted on: ``(train, test)``; test is empty for ``none``."""
-    from reelops.data import user_time_holdout
-
-    if holdout == "none":
-        return ratings, ratings.iloc[:0]
-    if holdout == "user-time-20":
-        return user_time_holdout(ratings, test_fraction=0.2)
-    raise ValueError(f"unknown holdout {holdout!r}; choose from {', '.join(HOLDOUTS)}")
-
-
-def train(data: str | os.PathLike, out: str | os.PathLike, algorithm: str = DEFAULT_ALGORITHM,
-          holdout: str = "user-time-20", parameters: dict | None = None, progress: bool = False,
-          features: str | os.PathLike | None = None) -> Recommender:
-    """Fit a model on a dataset version and write its model directory.
-
-    Args:
-        data: a dataset version id or folder.
-        out: the model directory to write.
-        algorithm: one of ``ALGORITHMS``.
-        holdout: ``user-time-20`` (each user's last 20% of ratings are held out, and
-            recorded so evaluation and the gate score exactly those rows) or ``none``.
-        parameters: algorithm parameters.
-        progress: show epochs and loss.
-        features: a folder of feature tables built for this dataset version and split (the
-            pipeline's features step); computed here when not given.
-
-    Raises:
-        ValueError: no ratings to train on, or features of another dataset or split.
-    """
-    from reelops.data import load_dataset
-    from reelops.data.store import location_of
-    from reelops.features import load_for_training
-    from reelops.staging import clean_stale, replace_folder, staging_folder
-
-    dataset = load_dataset(data)
-    dataset["store"] = location_of(data, dataset["path"])
-    manifest = dataset["manifest"]
-    train_rows, test_rows = holdout_split(dataset["ratings"], holdout)
-    if len(train_rows) == 0:
-        raise ValueError(f"{data}: dataset {manifest['version']} has no ratings to train on")
-    built = load_for_training(features, manifest, holdout) if features else None
-    model = make_model(algorithm, **(parameters or {}))
-    model.fit(train_rows, users=dataset["users"], movies=dataset["movies"], progress=progress, features=built)
-    out = Path(out).absolute()
-    # The model folder appears whole or not at all: written under a hidden name beside the
-    # target and renamed at the end (a failure or a kill leaves no model.json to register).
-    clean_stale(out.parent, f"{out.name}-")
-    with staging_folder(out.parent, f"{out.name}-") as staging:
-        _write_model_folder(model, staging, dataset, train_rows, test_rows, algorithm, holdout)
-        replace_folder(staging, out)
-    model.metadata_ = json.loads((out / "model.json").read_text())
-    return model
-
-
-def _write_model_folder(model, folder: Path, dataset: dict, train_rows, test_rows, algorithm: str, holdout: str) -> None:
-    """The model, its held-out evaluation and its drift reference, into ``folder``."""
-    manifest = dataset["manifest"]
-    model.save(folder, metadata={
-        "dataset_version": manifest["version"],
-        "dataset_hash": manifest["content_hash"],
-        "dataset_source": manifest["source"],
-        # Where the version is kept: a retrain finds its base data through this lineage.
-        "dataset_store": dataset["store"],
-        "holdout": {"kind": holdout, "train_rows": int(len(train_rows)), "test_rows": int(len(test_rows)),
-                    "max_train_timestamp": int(train_rows["timestamp"].max()) if len(train_rows) else None},
-    })
-    model.metadata_ = json.loads((folder / "model.json").read_text())
-    if len(test_rows):
-        # Every trained model carries its held-out evaluation (logged with it at registration).
-        from reelops.evaluation import evaluate, write_reports
-
-        report = evaluate(model, test_rows, users=dataset["users"])
-        report.update({"scored": f"held-out rows of the training split ({holdout})", "algorithm": algorithm,
-                       "dataset_version": manifest["version"]})
-        write_reports(report, folder, title=f"{algorithm} on {manifest['version']}")
-    # The drift reference travels with the model version it watches (inputs from training
-    # rows; predictions and errors from held-out rows, when there are any).
-    from reelops.monitoring import build_monitor
-
-    build_monitor(model, train_rows, test_rows, dataset["users"], dataset["movies"]).save(folder / "monitoring")

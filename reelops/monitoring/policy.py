@@ -1,18 +1,15 @@
 """The retraining policy: which findings trigger retraining, how much new labelled data is
 needed, and a cooldown in data time so that one change does not start a storm of retrains.
 
-The policy's state (when it last triggered, in data time) lives in the model registry, as
-a tag of the registered model, so separate processes and pipeline steps see it.
+The policy's state (when it last triggered, in data time) is kept by whoever calls it: in
+memory here (:class:`PolicyState`), or in the model registry as a tag of the registered
+model (``reelops.registry.TriggerState``), so separate processes and pipeline steps see it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from dataclasses import asdict, dataclass, field
-
-STATE_TAG = "reelops.retraining_policy_state"
-
 
 @dataclass
 class RetrainingPolicy:
@@ -48,28 +45,16 @@ class Decision:
 
 
 class PolicyState:
-    """Where the policy remembers its last trigger: the registry, or memory (tests, no store)."""
+    """Where the policy remembers its last trigger: in memory (``registry.TriggerState`` keeps it in the registry)."""
 
-    def __init__(self, use_registry: bool = True):
-        self.use_registry = use_registry
+    def __init__(self):
         self._memory: dict = {}
 
     def load(self) -> dict:
-        if not self.use_registry:
-            return dict(self._memory)
-        from reelops import registry
-
-        tags = registry.client().get_registered_model(registry.MODEL_NAME).tags or {}
-        return json.loads(tags.get(STATE_TAG, "{}"))
+        return dict(self._memory)
 
     def save(self, state: dict) -> None:
-        if not self.use_registry:
-            self._memory = dict(state)
-            return
-        from reelops import registry
-
-        with registry.store_lock():
-            registry.client().set_registered_model_tag(registry.MODEL_NAME, STATE_TAG, json.dumps(state, sort_keys=True))
+        self._memory = dict(state)
 
 
 def decide(findings: list, new_labels: int, data_time: int, policy: RetrainingPolicy | None = None,
@@ -81,7 +66,7 @@ def decide(findings: list, new_labels: int, data_time: int, policy: RetrainingPo
         new_labels: labelled ratings newer than the model's training data.
         data_time: the latest timestamp of the data (the policy's clock).
         policy: the thresholds (defaults: :class:`RetrainingPolicy`).
-        state: where the last trigger is remembered (default: the registry).
+        state: where the last trigger is remembered (default: memory, for this call only).
         record: remember a positive decision (starting the cooldown).
     """
     policy = policy or RetrainingPolicy()

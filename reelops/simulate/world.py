@@ -1,20 +1,6 @@
-"""A synthetic movie world with scripted drift and a feedback oracle.
+"""The world: users, movies, hidden tastes, who rates what and how, and the oracle.
 
-The world has users with demographics, movies with genres, release years and popularity,
-and hidden tastes that depend on demographics and genres. A rating comes from
-
-    score = user bias + movie bias + genre affinity(user, movie genres) + p_user . q_movie + noise
-    rating = 1 + number of cut points below the score            (whole stars 1..5)
-
-where the four cut points are calibrated once per world so that the star shares of the
-rated pairs match ml-100k's. Who rates what follows popularity and affinity (Gumbel top-k
-sampling without replacement), user activity is heavy-tailed, and people rate in
-sessions. Scenarios add events with a true onset (population shift, taste shift, new
-releases, popularity shock); the pre-onset world is the same for every scenario of a seed.
-
-The noise of a (user, movie) pair is a hash of (seed, user, movie), so :class:`World`
-answers "what would this user rate this movie at this time" consistently with the
-ratings it generated (the oracle), and can emit a stream of recommendation requests.
+How ratings are drawn (and why the oracle agrees with them) is told in :mod:`reelops.simulate`.
 """
 
 from __future__ import annotations
@@ -22,7 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,33 +16,12 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from reelops.data.layouts import GENRES
+from reelops.simulate.population import GENRE_WEIGHTS, OCCUPATION_WEIGHTS, TARGET_STAR_SHARES, ZIP_REGION_WEIGHTS
+from reelops.simulate.scenarios import ONSET_FRACTION, Scenario
 
-SCENARIOS = ("none", "population_shift", "taste_shift", "new_releases", "popularity_shock")
 
-# Default event sizes at strength 1.0. Fixed here so detectors cannot tune the world.
-DEFAULT_EVENTS = {
-    "population_shift": {"new_user_share": 0.5, "age_shift_years": 15.0, "student_share": 0.7},
-    "taste_shift": {"user_share": 0.4, "n_genres": 3, "shift_stars": 1.0},
-    "new_releases": {"extra_movie_share": 0.2, "rating_share": 0.3},
-    "popularity_shock": {"rating_share": 0.1},
-}
-ONSET_FRACTION = 0.6
 # Spread of the latent taste factors (users and movies): the signal a factor model can learn.
 FACTOR_SD = 0.5
-
-# ml-100k's star shares (1..5): the cut points are calibrated to reproduce them.
-TARGET_STAR_SHARES = np.array([0.061, 0.114, 0.271, 0.342, 0.212])
-
-# Statistics of ml-100k's populations (counts per category), used as sampling weights.
-OCCUPATION_WEIGHTS = {
-    "administrator": 79, "artist": 28, "doctor": 7, "educator": 95, "engineer": 67,
-    "entertainment": 18, "executive": 32, "healthcare": 16, "homemaker": 7, "lawyer": 12,
-    "librarian": 51, "marketing": 26, "none": 9, "other": 105, "programmer": 66,
-    "retired": 14, "salesman": 12, "scientist": 31, "student": 196, "technician": 27,
-    "writer": 45,
-}
-GENRE_WEIGHTS = np.array([2, 251, 135, 42, 122, 505, 109, 50, 725, 22, 24, 92, 56, 61, 247, 101, 251, 71, 27], dtype=float)
-ZIP_REGION_WEIGHTS = np.array([8, 9, 12, 9, 10, 14, 9, 8, 9, 12], dtype=float)
 
 _TITLE_WORDS_A = ["Silent", "Last", "Broken", "Golden", "Midnight", "Lost", "Wild", "Crimson", "Hidden",
                   "Electric", "Distant", "Burning", "Frozen", "Secret", "Little", "Dark", "Lucky", "Iron"]
@@ -89,53 +54,6 @@ class WorldConfig:
         return int(_dt.datetime.fromisoformat(self.start).replace(tzinfo=_dt.timezone.utc).timestamp())
 
 
-@dataclass
-class Scenario:
-    """A timeline of events: names, strength and their resolved parameters."""
-
-    events: list
-    strength: float = 1.0
-    parameters: dict = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str, strength: float = 1.0) -> "Scenario":
-        """``none``, one scenario name, or several joined by ``+`` (a combination)."""
-        names = [name.strip() for name in text.split("+") if name.strip()]
-        if not names:
-            raise ValueError("scenario is empty")
-        for name in names:
-            if name not in SCENARIOS:
-                raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)} (or join with +)")
-        if strength < 0:
-            raise ValueError(f"strength must be >= 0, got {strength}")
-        events = [name for name in names if name != "none"]
-        parameters = {name: _scaled_event(name, strength) for name in events}
-        return cls(events=events, strength=strength, parameters=parameters)
-
-    @property
-    def name(self) -> str:
-        return "+".join(self.events) or "none"
-
-
-def _scaled_event(name: str, strength: float) -> dict:
-    """Scale an event's size by strength (shares are capped below 1)."""
-    base = DEFAULT_EVENTS[name]
-    if name == "population_shift":
-        student_base = OCCUPATION_WEIGHTS["student"] / sum(OCCUPATION_WEIGHTS.values())
-        return {
-            "new_user_share": min(base["new_user_share"] * strength, 0.9),
-            "age_shift_years": base["age_shift_years"] * strength,
-            "student_share": min(student_base + (base["student_share"] - student_base) * strength, 0.95),
-        }
-    if name == "taste_shift":
-        return {"user_share": min(base["user_share"] * strength, 1.0), "n_genres": base["n_genres"],
-                "shift_stars": base["shift_stars"] * strength}
-    if name == "new_releases":
-        return {"extra_movie_share": base["extra_movie_share"] * strength,
-                "rating_share": min(base["rating_share"] * strength, 0.9)}
-    return {"rating_share": min(base["rating_share"] * strength, 0.9)}
-
-
 def _splitmix64(values: np.ndarray) -> np.ndarray:
     """A counter-based hash: the same (seed, user, movie) always gives the same noise."""
     with np.errstate(over="ignore"):
@@ -153,15 +71,6 @@ def _top_k(keys: np.ndarray, k: int) -> np.ndarray:
     top = np.argpartition(-keys, k - 1, axis=1)[:, :k] if k < keys.shape[1] else np.tile(np.arange(keys.shape[1]), (keys.shape[0], 1))
     order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
     return np.take_along_axis(top, order, axis=1)
-
-
-def gini(counts: np.ndarray) -> float:
-    """Gini coefficient of non-negative counts (0 = equal, 1 = one holds everything)."""
-    values = np.sort(np.asarray(counts, dtype=float))
-    if values.sum() == 0:
-        return 0.0
-    n = len(values)
-    return float((2 * np.arange(1, n + 1) - n - 1).dot(values) / (n * values.sum()))
 
 
 class World:
@@ -612,109 +521,3 @@ class World:
         """Rebuild the world (and so the oracle) that wrote ``directory``."""
         spec = json.loads((Path(directory) / "scenario.json").read_text())
         return cls(WorldConfig(**spec["config"]), Scenario.parse(spec["scenario"], spec["strength"]), spec["seed"])
-
-
-def write_world(world: World, out: str | os.PathLike, until: float | None = None) -> dict:
-    """Generate and write the world in the ml-100k layout plus ``scenario.json``.
-
-    Args:
-        world: the world.
-        out: the output folder.
-        until: write only the ratings of the first ``until`` share of the timeline (the
-            data a model would have been trained on before later windows arrive).
-
-    Returns:
-        The scenario description with the counts written.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    tables = world.generate()
-    ratings, users, movies = tables["ratings"], tables["users"], tables["movies"]
-    if until is not None:
-        if not 0.0 < until <= 1.0:
-            raise ValueError(f"until must be in (0, 1], got {until}")
-        ratings = ratings[ratings["timestamp"] < world.start + until * (world.end - world.start)]
-    _write_tab_separated(out / "u.data", ratings[["user_id", "movie_id", "rating", "timestamp"]].astype(np.int64))
-    _write_text(out / "u.user", "".join(f"{u}|{a}|{g}|{o}|{z}\n" for u, a, g, o, z in users.itertuples(index=False)))
-    lines = []
-    for movie_id, title, year, flags in zip(movies["movie_id"], movies["title"], movies["year"], world.movie_genres.astype(int)):
-        lines.append(f"{movie_id}|{title}|01-Jan-{year}|||{'|'.join(map(str, flags))}\n")
-    _write_text(out / "u.item", "".join(lines))
-    _write_text(out / "u.genre", "".join(f"{name}|{index}\n" for index, name in enumerate(GENRES)))
-    _write_text(out / "u.occupation", "".join(f"{name}\n" for name in OCCUPATION_WEIGHTS))
-    description = world.describe()
-    description["until"] = until
-    after = ratings[ratings["timestamp"] >= world.onset]
-    for event in description["events"]:
-        # What the event achieved in the written data, beside what it asked for.
-        if event["name"] == "popularity_shock":
-            event["achieved_rating_share"] = float((after["movie_id"] == event["movie_id"]).mean()) if len(after) else 0.0
-        if event["name"] == "new_releases":
-            event["achieved_rating_share"] = float((after["movie_id"] >= event["first_new_movie_id"]).mean()) if len(after) else 0.0
-        if event["name"] == "population_shift" and event["new_users"]:
-            active = after["user_id"].unique()
-            event["achieved_new_user_share"] = float((active >= event["first_new_user_id"]).mean())
-    description["counts"] = {"ratings": len(ratings), "users": len(users), "movies": len(movies)}
-    _write_text(out / "scenario.json", json.dumps(description, indent=2, sort_keys=True) + "\n")
-    return description
-
-
-def _write_tab_separated(path: Path, frame: pd.DataFrame) -> None:
-    """Integers as tab-separated lines without header (pyarrow: a million lines in ~0.1 s)."""
-    import pyarrow as pa
-    from pyarrow import csv as arrow_csv
-
-    arrow_csv.write_csv(
-        pa.Table.from_pandas(frame, preserve_index=False), str(path),
-        arrow_csv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"),
-    )
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.write_bytes(text.encode("latin-1"))
-
-
-def simulate(scenario: str = "none", seed: int = 0, out: str | os.PathLike = "world", strength: float = 1.0,
-             n_users: int | None = None, n_movies: int | None = None, until: float | None = None) -> dict:
-    """Build a world and write it (what ``reelops simulate`` does)."""
-    config = WorldConfig()
-    if n_users is not None:
-        config.n_users = n_users
-    if n_movies is not None:
-        config.n_movies = n_movies
-    world = World(config, Scenario.parse(scenario, strength), seed)
-    return write_world(world, out, until=until)
-
-
-def realism_stats(ratings: pd.DataFrame, n_users: int | None = None, n_movies: int | None = None) -> dict:
-    """The statistics ``simulate compare`` puts side by side."""
-    ratings = ratings.sort_values(["timestamp", "user_id", "movie_id"], kind="stable")
-    stars = np.round(ratings["rating"].to_numpy()).astype(int)
-    shares = np.bincount(stars, minlength=6)[1:6] / len(stars)
-    n_users = n_users or ratings["user_id"].nunique()
-    n_movies = n_movies or ratings["movie_id"].nunique()
-    users = ratings["user_id"].to_numpy()
-    windows = [len(np.unique(users[i: i + 1000])) for i in range(0, len(users) - 999, 1000)]
-    return {
-        "star_shares": shares.tolist(),
-        "mean_rating": float(ratings["rating"].mean()),
-        "density": len(ratings) / (n_users * n_movies),
-        "gini_movie_popularity": gini(ratings["movie_id"].value_counts().reindex(range(1, n_movies + 1), fill_value=0).to_numpy()),
-        "gini_user_activity": gini(ratings["user_id"].value_counts().to_numpy()),
-        "median_users_per_1000": float(np.median(windows)) if windows else float("nan"),
-    }
-
-
-def compare_worlds(sim: dict, real: dict) -> list:
-    """Rows of (statistic, simulated, real, tolerance, ok) for the realism checks."""
-    rows = []
-    for star in range(5):
-        s, r = sim["star_shares"][star], real["star_shares"][star]
-        rows.append((f"share of {star + 1} stars", s, r, "±2 points", abs(s - r) <= 0.02))
-    rows.append(("mean rating", sim["mean_rating"], real["mean_rating"], "±0.05", abs(sim["mean_rating"] - real["mean_rating"]) <= 0.05))
-    rows.append(("density", sim["density"], real["density"], "±1 point", abs(sim["density"] - real["density"]) <= 0.01))
-    for key, label in (("gini_movie_popularity", "Gini of movie popularity"), ("gini_user_activity", "Gini of user activity")):
-        rows.append((label, sim[key], real[key], "±0.05", abs(sim[key] - real[key]) <= 0.05))
-    s, r = sim["median_users_per_1000"], real["median_users_per_1000"]
-    rows.append(("median users per 1,000 ratings", s, r, "±30%", abs(s - r) <= 0.3 * r))
-    return rows
