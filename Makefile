@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test compile golden bench clean
+.PHONY: install run test test-containers image compile golden bench clean
 
 $(STAMP): setup.py constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,tensorflow]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -21,6 +21,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Both images of the Dockerfile (pipeline, serve) with docker or, without a Docker engine, podman.
+image: $(STAMP)
+	$(PY) containers/build.py
+
+# Runs the built images: versions, the training pipeline in containers, the serve image.
+test-containers: image
+	REELOPS_CONTAINER_TESTS=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 compile: $(STAMP)
 	$(VENV)/bin/reelops pipeline compile --out build/pipelines

@@ -59,9 +59,6 @@ setup(
         "kfp==2.17.3",
         "kfp-kubernetes==2.17.3",
         "kserve[storage]==0.20.0",
-        "tensorflow==2.21.0",
-        "tf-keras==2.21.0",
-        "tensorflow-probability==0.25.0",
         "alibi-detect==0.13.0",
         "mlflow==3.17.2",
         "scikit-learn>=1.9,<1.10",
@@ -75,6 +72,10 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        # The TensorFlow model (algorithm "tensorflow") and nothing else needs these: the serve
+        # image leaves them out (the predictor serves exported arrays; alibi-detect's tests here
+        # need no TensorFlow). The pipeline image and `make install` include them.
+        "tensorflow": ["tensorflow==2.21.0", "tf-keras==2.21.0", "tensorflow-probability==0.25.0"],
         # s3fs follows fsspec's calendar versions; constraints.txt pins the set that fits
         # botocore (aiobotocore bounds it), so pip does not fall back to s3fs 0.4 from 2019.
         "s3": ["s3fs>=2026"],

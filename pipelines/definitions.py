@@ -18,6 +18,7 @@ from kfp import dsl, kubernetes
 from reelops.blessing import BLESSED
 from reelops.cluster import MLFLOW_SECRET, SECRET_ENV, STORAGE_SECRET
 from reelops.registry import PRODUCTION
+from reelops.components.image import IMAGE, IMAGE_ID
 from reelops.components import (
     batch_predict, combine_datasets, detect_drift, engineer_features, evaluate, gate, ingest, record_outcome, register,
     train, validate,
@@ -29,6 +30,10 @@ DEFAULT_SOURCE = "simulate:scenario=none,seed=7"
 def _resources(task, cpu: str, memory: str, cache: bool):
     task.set_cpu_request(cpu).set_memory_request(memory).set_memory_limit(memory)
     task.set_caching_options(cache)
+    # A container cannot learn its own image: the steps record these in the registry's lineage.
+    task.set_env_variable("REELOPS_IMAGE", IMAGE)
+    if IMAGE_ID:
+        task.set_env_variable("REELOPS_IMAGE_ID", IMAGE_ID)
     return task
 
 

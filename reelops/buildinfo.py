@@ -9,11 +9,30 @@ from functools import lru_cache
 from reelops import __version__
 
 IMAGE_REPOSITORY = "ghcr.io/reelops/reelops"
+SERVE_IMAGE_REPOSITORY = "ghcr.io/reelops/reelops-serve"
 
 
 def image() -> str:
-    """The container image of this package version (the one the Dockerfile builds)."""
+    """The pipeline image of this package version (the Dockerfile's ``pipeline`` target).
+
+    ``REELOPS_IMAGE`` overrides it, e.g. with ``IMAGE@sha256:...`` once the image is pushed:
+    pipelines compiled then refer to exactly that build, and the steps record it as lineage.
+    """
     return os.environ.get("REELOPS_IMAGE", f"{IMAGE_REPOSITORY}:{__version__}")
+
+
+def serve_image() -> str:
+    """The serving image (the Dockerfile's ``serve`` target); ``REELOPS_SERVE_IMAGE`` overrides it."""
+    return os.environ.get("REELOPS_SERVE_IMAGE", f"{SERVE_IMAGE_REPOSITORY}:{__version__}")
+
+
+def image_id() -> str:
+    """The local id of the image a step runs in, when the harness that started it says so.
+
+    A container cannot learn its own digest; a registry gives one (``REELOPS_IMAGE``), and a
+    local build (podman, docker) passes the image id in ``REELOPS_IMAGE_ID``.
+    """
+    return os.environ.get("REELOPS_IMAGE_ID", "")
 
 
 @lru_cache(maxsize=1)
@@ -45,4 +64,4 @@ def git_commit() -> str:
 
 def describe() -> dict:
     """Version, commit and image as one dict (for manifests and lineage tags)."""
-    return {"package_version": __version__, "git_commit": git_commit(), "image": image()}
+    return {"package_version": __version__, "git_commit": git_commit(), "image": image(), "image_id": image_id()}

@@ -253,6 +253,7 @@ def lineage_tags(model_meta: dict, run: dict | None = None) -> dict:
         "reelops.git_commit": model_meta.get("git_commit") or buildinfo.git_commit(),
         "reelops.package_version": model_meta.get("package_version") or buildinfo.describe()["package_version"],
         "reelops.image": model_meta.get("image") or buildinfo.image(),
+        "reelops.image_id": model_meta.get("image_id") or buildinfo.image_id(),
     }
     tags.update(run or {})
     return tags
@@ -677,6 +678,7 @@ def _version_row(model_version, aliases_by_version: dict) -> dict:
         "git_commit": tags.get("reelops.git_commit", ""),
         "package_version": tags.get("reelops.package_version", ""),
         "image": tags.get("reelops.image", ""),
+        "image_id": tags.get("reelops.image_id", ""),
         "gate_decision": tags.get("reelops.gate_decision", ""),
         "blessed": tags.get("reelops.blessed") == "true",
         "complete": tags.get("reelops.complete") == "true",

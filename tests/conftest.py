@@ -13,6 +13,10 @@ import pytest
 
 ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
 
+# The container tests run the built images: `make test-containers` (after `make image`) sets
+# this; `make test` leaves them out rather than building images.
+collect_ignore = [] if os.environ.get("REELOPS_CONTAINER_TESTS") else ["containers"]
+
 
 @pytest.fixture(autouse=True)
 def workspace(tmp_path, monkeypatch):

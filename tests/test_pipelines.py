@@ -67,7 +67,8 @@ def test_image_constant_dockerfile_and_setup_agree():
     assert IMAGE == f"ghcr.io/reelops/reelops:{reelops.__version__}"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"ARG REELOPS_VERSION={reelops.__version__}" in dockerfile
-    assert "-r constraints.txt" in dockerfile and "-c constraints.txt" in dockerfile
+    assert "-c constraints.txt" in dockerfile and "AS pipeline" in dockerfile and "AS serve" in dockerfile
+    assert "USER 10001" in dockerfile and "ARG BASE_IMAGE" in dockerfile
     pins = dict(re.findall(r"^([A-Za-z0-9_.\-\[\]]+)==([^\s;]+)", (ROOT / "constraints.txt").read_text(), re.M))
     def normal(name):  # PEP 503: tf_keras, tf-keras and TF.Keras are one project
         return re.sub(r"[-_.]+", "-", name).lower()
