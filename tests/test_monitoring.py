@@ -191,3 +191,24 @@ def test_within_user_genre_test_is_calibrated_and_catches_a_lean():
     # Too little to judge is said, not turned into a p-value.
     errors, flags, users = _genre_window(rng, n_users=3, rows_per_user=2)
     assert within_user_genre_test(errors, flags, users, no_lean) is None
+
+
+def test_a_window_nothing_could_judge_is_unjudged_not_none(setup):
+    window = pd.DataFrame({"user_id": ["x", None, "y"], "movie_id": [1, 2, None], "rating": [4.0, 3.0, 5.0],
+                           "timestamp": [1, 2, 3]})
+    findings = setup["monitor"].check(window)
+    assert findings.verdict == "unjudged" and findings.dropped_rows == {"missing_or_bad_ids": 3}
+    assert not any(result.available for result in findings.detectors.values())
+
+
+def test_fewer_ratings_than_a_window_are_one_partial_window(setup):
+    _, tables, stream = _stream(setup, "population_shift")
+    users, movies = tables["users"], tables["movies"]
+    result = monitor_dataset(setup["monitor"], stream.iloc[-300:], users, movies)
+    summary = result["summary"]
+    assert summary["partial_window"] and summary["ratings"] == summary["ratings_judged"] == 300
+    for name in ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift"):
+        first = summary[name]["first_alarm_after_ratings"]
+        assert first is None or first <= 300  # never more ratings than were seen
+    full = monitor_dataset(setup["monitor"], stream.iloc[:2500], users, movies)["summary"]
+    assert not full["partial_window"] and full["ratings_judged"] == 2000 and full["ratings"] == 2500

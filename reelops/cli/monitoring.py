@@ -43,7 +43,9 @@ def cmd_monitor(args) -> None:
             print(f"\ninput: {checked['read']:,} rows read from {checked['files']} files, {checked['quarantined']:,} quarantined"
                   + (f" ({reasons}; first: {checked['first_bad_row']})" if checked["quarantined"] else ""))
         verdicts = output["summary"]["verdicts"]
-        print("\nverdicts per window: " + ", ".join(f"{k} {v}" for k, v in verdicts.items()))
+        print("\nverdicts per window: " + ", ".join(f"{k} {v}" for k, v in verdicts.items() if v or k != "unjudged"))
+        if output["summary"]["partial_window"]:
+            print(f"only {output['summary']['ratings']:,} ratings, fewer than one window: judged as one partial window")
         decision = output["decision"]
         print(f"decision: {'RETRAIN' if decision['retrain'] else 'keep the model'}")
         for reason in decision["reasons"]:

@@ -21,7 +21,8 @@ from reelops.monitoring.statistics import cluster_t_test, within_user, within_us
 from reelops.monitoring.windows import (REQUIRED_COLUMNS, WINDOW_SIZE, category_codes, primary_genre, sample_per_user,
                                         time_windows)
 
-VERDICTS = ("none", "data", "concept", "both")
+# "unjudged": no detector could judge the window (e.g. no judgeable rows at all): not "none".
+VERDICTS = ("none", "data", "concept", "both", "unjudged")
 # Every detector of a window, in the order they are reported.
 DETECTORS = ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift")
 _POPULARITY_BANDS = 5
@@ -342,6 +343,8 @@ class Monitor:
         concept_side = results["model_drift"].drift
         verdict = {(False, False): "none", (True, False): "data", (False, True): "concept", (True, True): "both"}[
             (data_side, concept_side)]
+        if not any(result.available for result in results.values()):
+            verdict = "unjudged"
         stamps = window["timestamp"]
         return Findings(results, verdict, int(len(window)), int(stamps.min()) if len(stamps) else None,
                         int(stamps.max()) if len(stamps) else None, dropped)
@@ -467,6 +470,8 @@ def monitor_dataset(monitor: Monitor, ratings: pd.DataFrame, users: pd.DataFrame
     else:
         windows = time_windows(rows, monitor.window_size)
     findings = [monitor.check(window, users, movies, seed=index) for index, window in enumerate(windows)]
+    # Ratings seen up to the end of each window: a partial window holds fewer than window_size.
+    seen = np.cumsum([f.window_rows for f in findings]).tolist()
     summary = {}
     for name in DETECTORS:
         results = [f.detectors[name] for f in findings]
@@ -477,7 +482,7 @@ def monitor_dataset(monitor: Monitor, ratings: pd.DataFrame, users: pd.DataFrame
                 unjudged[key] = unjudged.get(key, 0) + count
         summary[name] = {
             "windows": len(results), "alarms": len(alarms),
-            "first_alarm_after_ratings": (alarms[0] + 1) * monitor.window_size if alarms else None,
+            "first_alarm_after_ratings": int(seen[alarms[0]]) if alarms else None,
             "available": any(r.available for r in results),
             "latest_p_values": results[-1].p_values if results else {},
             "unjudged": unjudged,
@@ -485,5 +490,9 @@ def monitor_dataset(monitor: Monitor, ratings: pd.DataFrame, users: pd.DataFrame
         }
     verdicts = [f.verdict for f in findings]
     summary["verdicts"] = {v: verdicts.count(v) for v in VERDICTS}
+    summary["ratings"] = int(len(rows))
+    summary["ratings_judged"] = int(seen[-1]) if seen else 0
+    # Fewer ratings than one window: judged as one partial window, and said so.
+    summary["partial_window"] = bool(0 < len(rows) < monitor.window_size)
     return {"windows": findings, "summary": summary, "new_labels": int(pd.to_numeric(rows["rating"], errors="coerce").notna().sum())
             if "rating" in rows else 0, "data_time": int(rows["timestamp"].max()) if len(rows) else None}
