@@ -176,12 +176,7 @@ def client():
     _point_mlflow_at(uri)
     with store_lock():
         store = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        if store.get_experiment_by_name(EXPERIMENT) is None:
-            try:
-                store.create_experiment(EXPERIMENT, artifact_location=_artifact_root(uri))
-            except Exception:  # another process created it between our check and create
-                if store.get_experiment_by_name(EXPERIMENT) is None:
-                    raise
+        _ensure_experiment(store, EXPERIMENT, uri)
         try:
             store.get_registered_model(MODEL_NAME)
         except Exception:
@@ -319,18 +314,18 @@ def log_training_run(model_dir: str | os.PathLike, lineage: dict | None = None) 
     return run.info.run_id, info.model_uri, info.model_id
 
 
-def _experiment_id(name: str) -> str:
-    """The id of an experiment of this store, created on first use (another process may race us)."""
-    store = client()
+def _ensure_experiment(store, name: str, uri: str) -> str:
+    """The id of an experiment of the store at ``uri``, created on first use."""
     found = store.get_experiment_by_name(name)
-    if found is None:
-        try:
-            return store.create_experiment(name, artifact_location=_artifact_root(tracking_uri()))
-        except Exception:
-            found = store.get_experiment_by_name(name)
-            if found is None:
-                raise
-    return found.experiment_id
+    if found is not None:
+        return found.experiment_id
+    try:
+        return store.create_experiment(name, artifact_location=_artifact_root(uri))
+    except Exception:  # another process created it between our check and create
+        found = store.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def record_pipeline_outcome(entry: dict) -> str:
@@ -344,7 +339,7 @@ def record_pipeline_outcome(entry: dict) -> str:
             "mlflow.runName": f"{entry['pipeline']} {entry['job']}"[:250]}
     if entry.get("error"):
         tags["reelops.error"] = entry["error"][:5000]
-    run = store.create_run(_experiment_id(OUTCOMES_EXPERIMENT), tags=tags)
+    run = store.create_run(_ensure_experiment(store, OUTCOMES_EXPERIMENT, tracking_uri()), tags=tags)
     store.log_dict(run.info.run_id, entry, "outcome.json")
     # A failed pipeline run is still a finished outcome record: the MLflow run itself succeeded.
     store.set_terminated(run.info.run_id, "FINISHED")

@@ -72,29 +72,30 @@ def validate_raw(raw_dir: str, out_dir: str, max_bad_share: float, source: str =
     with ``location.json`` naming the store.
     """
     from reelops.data import ingest
-    from reelops.data.store import write_location
 
     # The lineage names where the data came from, not the pipeline's scratch copy.
     result = ingest(raw_dir, max_bad_share=max_bad_share, recorded_source=source or None)
-    _copy_folder(result.path, Path(out_dir))
-    write_location(Path(out_dir), result.store, result.version)
+    _hand_over(result.path, Path(out_dir), result.store, result.version)
     return {"dataset_version": result.version, "read": result.validated.total_read,
             "quarantined": result.validated.total_quarantined, "source": result.manifest["source"],
             "store": result.store}
 
 
-def _copy_folder(source: Path, target: Path) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    for path in source.iterdir():
+def _hand_over(version_folder: Path, out_dir: Path, store: str, version: str) -> None:
+    """Copy a version's files to the step's output artifact, with ``location.json`` naming its store."""
+    from reelops.data.store import write_location
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in version_folder.iterdir():
         if path.is_file():
-            shutil.copy2(path, target / path.name)
+            shutil.copy2(path, out_dir / path.name)
+    write_location(out_dir, store, version)
 
 
 def engineer_features(dataset_dir: str, out_dir: str, holdout: str = "user-time-20") -> dict:
     """User and movie features of the training split, which the train step fits on."""
-    from reelops.data import load_dataset
+    from reelops.data import holdout_split, load_dataset
     from reelops.features import build_features, save_for_training
-    from reelops.data import holdout_split
 
     dataset = load_dataset(dataset_dir)
     train_rows, _ = holdout_split(dataset["ratings"], holdout)
@@ -197,7 +198,7 @@ def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     from reelops import registry
     from reelops.data import load_dataset
     from reelops.data.combine import combine
-    from reelops.data.store import store_url, write_location
+    from reelops.data.store import store_url
     from reelops.data.versions import write_version
 
     lineage = registry.show(registry.resolve_alias(alias))
@@ -209,8 +210,7 @@ def combine_datasets(alias: str, new_dir: str, out_dir: str) -> dict:
     url = store_url()
     path, manifest, _ = write_version(combined, source=f"{base['manifest']['version']}+{new['manifest']['version']}",
                                       store=url)
-    _copy_folder(path, Path(out_dir))
-    write_location(Path(out_dir), url, manifest["version"])
+    _hand_over(path, Path(out_dir), url, manifest["version"])
     return {"dataset_version": manifest["version"], "ratings": int(len(combined.ratings)), "store": url,
             "base_dataset_version": base["manifest"]["version"]}
 

@@ -158,11 +158,9 @@ def fetch(version: str, url: str) -> Path:
             os.rename(staging, target)
     except FileNotFoundError:
         raise
-    except OSError as error:
-        if (target / "manifest.json").is_file():  # another process put the same version in place
-            return target
-        raise StoreError(f"{source}: download failed ({type(error).__name__}: {error})") from error
     except Exception as error:  # fsspec backends raise their own types
+        if isinstance(error, OSError) and (target / "manifest.json").is_file():
+            return target  # the rename lost to another process that put the same version in place
         raise StoreError(f"{source}: download failed ({type(error).__name__}: {error})") from error
     return target
 
