@@ -24,9 +24,14 @@ COPY pipelines ./pipelines
 ARG GIT_COMMIT=unknown
 # setup.py records REELOPS_GIT_COMMIT into reelops/_build_info.py (an image has no .git).
 ENV REELOPS_GIT_COMMIT=${GIT_COMMIT}
+# pip's cache stays in the build stages (only the venv is copied into an image), and
+# containers/build.py mounts it from the host so a rebuild does not download again: DL3042
+# (--no-cache-dir) would only make rebuilds slower.
+# hadolint ignore=DL3042
 RUN pip install --no-compile -c constraints.txt ".[s3]" && reelops --version
 
 FROM build-serve AS build-pipeline
+# hadolint ignore=DL3042
 RUN pip install --no-compile -c constraints.txt ".[s3,tensorflow]" && python -c "import tensorflow, s3fs"
 
 FROM base AS runtime

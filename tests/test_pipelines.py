@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -189,6 +190,7 @@ class _KfpApi(http.server.BaseHTTPRequestHandler):
     """Answers the part of the KFP v2beta1 REST API that submit and schedule use."""
 
     calls: list = []
+    versions: dict = {}
 
     def log_message(self, *args):
         pass
@@ -203,10 +205,18 @@ class _KfpApi(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.calls.append(("GET", self.path, b""))
-        if self.path.startswith("/apis/v2beta1/healthz"):
+        path, _, query = self.path.partition("?")
+        if path.startswith("/apis/v2beta1/healthz"):
             return self._reply({"multi_user": False})
-        if self.path.startswith("/apis/v2beta1/pipelines"):
-            return self._reply({"pipelines": [], "total_size": 0})
+        if path == "/apis/v2beta1/pipelines/p-1/versions":
+            # Answers the display_name filter as the server does: the versions uploaded under that name.
+            wanted = json.loads(urllib.parse.parse_qs(query)["filter"][0])["predicates"][0]["stringValue"]
+            matching = [{"pipeline_id": "p-1", "pipeline_version_id": version_id, "display_name": name}
+                        for version_id, name in self.versions.items() if name == wanted]
+            return self._reply({"pipeline_versions": matching, "total_size": len(matching)})
+        if path.startswith("/apis/v2beta1/pipelines"):
+            known = [{"pipeline_id": "p-1", "display_name": "reelops-training"}] if self.versions else []
+            return self._reply({"pipelines": known, "total_size": len(known)})
         if self.path.startswith("/apis/v2beta1/experiments"):
             return self._reply({"experiments": [], "total_size": 0})
         return self._reply({"error": "not found"}, 404)
@@ -215,7 +225,10 @@ class _KfpApi(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.calls.append(("POST", self.path, body))
         if self.path.startswith("/apis/v2beta1/pipelines/upload_version"):
-            return self._reply({"pipeline_id": "p-1", "pipeline_version_id": "v-1", "display_name": "v"})
+            name = urllib.parse.parse_qs(self.path.partition("?")[2])["name"][0]
+            version_id = f"v-{len(self.versions) + 1}"
+            self.versions[version_id] = name
+            return self._reply({"pipeline_id": "p-1", "pipeline_version_id": version_id, "display_name": name})
         if self.path.startswith("/apis/v2beta1/pipelines/upload"):
             return self._reply({"pipeline_id": "p-1", "display_name": "reelops-training"})
         if self.path.startswith("/apis/v2beta1/experiments"):
@@ -229,7 +242,7 @@ class _KfpApi(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def kfp_api():
-    _KfpApi.calls = []
+    _KfpApi.calls, _KfpApi.versions = [], {}
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _KfpApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -253,6 +266,15 @@ def test_submit_and_schedule_send_the_expected_requests(kfp_api):
     assert run["runtime_config"]["parameters"] == {"algorithm": "hybrid"}
     upload_version = [path for method, path, _ in calls if "upload_version" in path][0]
     assert "name=0.1.0-" in upload_version and json.loads(posts[2][1])["display_name"] == "nightly"
+
+    # The same code submitted again (a scheduled submission does so every day): the version
+    # of that name is reused, not uploaded a second time (KFP refuses duplicate names).
+    calls.clear()
+    again = submit("training", host, experiment="nightly", service_account="reelops-pipeline-runner")
+    assert again["version_id"] == "v-1" and len(_KfpApi.versions) == 1
+    assert not [path for method, path, _ in calls if "upload" in path]
+    run = json.loads([body for method, path, body in calls if path.startswith("/apis/v2beta1/runs")][0])
+    assert run["service_account"] == "reelops-pipeline-runner"
 
     calls.clear()
     result = schedule("monitoring", host, "0 0 3 * * *")

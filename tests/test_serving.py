@@ -289,3 +289,116 @@ def test_payload_logging_never_delays_or_fails_predictions(model_dir, mode):
         logged.stop()
         sink.shutdown()
         sink.server_close()
+
+
+# ------------------------------------------------------------------ reaching a KServe endpoint behind an ingress
+
+INGRESS_HOST, TOKEN = "movie-recommender.reelops.example.com", "s3cret-token"
+
+
+class _Ingress(http.server.BaseHTTPRequestHandler):
+    """Routes like a KServe ingress: by Host to the InferenceService, 404 for an unknown host,
+    401 without the bearer token an auth policy asks for; records what arrives."""
+
+    backend = ""
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self, status: int, body: bytes, content_type="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Ingress.seen.append({"host": self.headers.get("Host"), "authorization": self.headers.get("Authorization")})
+        if self.headers.get("Host") != INGRESS_HOST:
+            return self._answer(404, b'{"error": "no route for this host"}')
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._answer(401, b'{"error": "RBAC: access denied"}')
+        answer = httpx.post(f"{self.backend}{self.path}", content=body, timeout=30,
+                            headers={"Content-Type": self.headers.get("Content-Type", "application/json")})
+        self._answer(answer.status_code, answer.content)
+
+
+@pytest.fixture
+def ingress(server):
+    _Ingress.backend, _Ingress.seen = server.url, []
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ingress)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def _predict_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "reelops.cli", "predict", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_predict_reaches_an_endpoint_behind_an_ingress_with_host_header_and_token(server, ingress):
+    direct = json.loads(_predict_cli("--url", server.url, "--user", "3", "-k", "4", "--json").stdout)["predictions"]
+    for protocol in ("v1", "v2"):
+        done = _predict_cli("--url", ingress, "--user", "3", "-k", "4", "--protocol", protocol, "--json",
+                            "--host-header", INGRESS_HOST, env={"REELOPS_TOKEN": TOKEN})
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)["predictions"]
+        assert [a["movie_ids"] for a in answer] == [a["movie_ids"] for a in direct]
+    assert _Ingress.seen[-1] == {"host": INGRESS_HOST, "authorization": f"Bearer {TOKEN}"}
+    # --service-hostname is the same option (kserve's docs call it that); --token beats the variable.
+    done = _predict_cli("--url", ingress, "--user", "3", "--service-hostname", INGRESS_HOST, "--token", TOKEN,
+                        env={"REELOPS_TOKEN": "stale"})
+    assert done.returncode == 0, done.stderr
+    assert _Ingress.seen[-1]["authorization"] == f"Bearer {TOKEN}"
+    # Without the host the ingress has no route; without the token it refuses: one line each, naming the URL.
+    no_host = _predict_cli("--url", ingress, "--user", "3", "--token", TOKEN)
+    assert no_host.returncode != 0 and "HTTP 404: no route for this host" in no_host.stderr
+    no_token = _predict_cli("--url", ingress, "--user", "3", "--host-header", INGRESS_HOST)
+    assert no_token.returncode != 0 and "HTTP 401" in no_token.stderr and ingress in no_token.stderr
+
+
+def test_predict_over_grpc_matches_rest_and_sends_the_token(server):
+    import grpc
+
+    rest = json.loads(_predict_cli("--url", server.url, "--user", "3", "--user", "5", "-k", "4", "--json").stdout)
+    done = _predict_cli("--url", f"127.0.0.1:{server.grpc_port}", "--protocol", "grpc", "--user", "3", "--user", "5",
+                        "-k", "4", "--json")
+    assert done.returncode == 0, done.stderr
+    grpc_answer = json.loads(done.stdout)["predictions"]
+    assert [a["movie_ids"] for a in grpc_answer] == [a["movie_ids"] for a in rest["predictions"]]
+    assert [len(a["scores"]) for a in grpc_answer] == [4, 4]
+
+    # A gRPC front that forwards ModelInfer only with the bearer token, as an ingress auth policy does.
+    seen = []
+    backend = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
+    forward = backend.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+
+    def model_infer(request: bytes, context):
+        metadata = dict(context.invocation_metadata())
+        seen.append(metadata.get("authorization"))
+        if metadata.get("authorization") != f"Bearer {TOKEN}":
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        return forward(request, timeout=30)
+
+    from concurrent import futures
+
+    front = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    front.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("inference.GRPCInferenceService", {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer)})])
+    port = front.add_insecure_port("127.0.0.1:0")
+    front.start()
+    try:
+        done = _predict_cli("--url", f"127.0.0.1:{port}", "--protocol", "grpc", "--user", "3", "-k", "4", "--json",
+                            "--host-header", INGRESS_HOST, env={"REELOPS_TOKEN": TOKEN})
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["predictions"][0]["movie_ids"] == grpc_answer[0]["movie_ids"]
+        refused = _predict_cli("--url", f"127.0.0.1:{port}", "--protocol", "grpc", "--user", "3")
+        assert refused.returncode != 0 and "gRPC UNAUTHENTICATED: missing or wrong bearer token" in refused.stderr
+        assert seen == [f"Bearer {TOKEN}", None]
+    finally:
+        front.stop(0)
+        backend.close()

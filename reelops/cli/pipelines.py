@@ -18,6 +18,8 @@ def add_commands(commands, with_json) -> None:
     compile_ = with_json(pipeline_commands.add_parser("compile", help="write IR YAML (every pipeline without NAME)"))
     compile_.add_argument("name", nargs="?", choices=names)
     compile_.add_argument("--out", required=True)
+    compile_.add_argument("--components", action="store_true",
+                          help="write every component as a standalone YAML (kfp.components.load_component_from_file)")
     run_pipeline = with_json(pipeline_commands.add_parser("run", help="run locally through kfp.local"))
     run_pipeline.add_argument("name", choices=names)
     run_pipeline.add_argument("--verbose", action="store_true", help="show KFP's task logs")
@@ -39,6 +41,9 @@ def add_commands(commands, with_json) -> None:
     schedule.add_argument("--host", required=True)
     schedule.add_argument("--cron", required=True, help='KFP cron with seconds, e.g. "0 0 3 * * *"')
     schedule.add_argument("--experiment", default="reelops")
+    for sub in (submit, schedule):
+        sub.add_argument("--service-account", default=None,
+                         help="Kubernetes service account of the run's pods (KFP's default when not given)")
     for sub in (compile_, run_pipeline, submit, schedule):
         sub.add_argument("--param", action="append", metavar="KEY=VALUE", help="pipeline parameter (repeatable)")
     pipeline.set_defaults(handler=cmd_pipeline)
@@ -55,7 +60,12 @@ def cmd_pipeline(args) -> None:
         emit(args, outcomes, _render_outcomes)
         return
     params = pipelines.parse_params(args.param)
-    if action == "compile":
+    if action == "compile" and args.components:
+        if args.name:
+            raise CommandError("--components writes every component; give no pipeline NAME with it")
+        paths = [str(path) for path in pipelines.compile_components(args.out)]
+        emit(args, {"compiled": paths}, lambda r: print("\n".join(f"compiled {p}" for p in r["compiled"])))
+    elif action == "compile":
         names = [args.name] if args.name else list(pipelines.PIPELINE_NAMES)
         paths = [str(pipelines.compile_pipeline(name, args.out)) for name in names]
         emit(args, {"compiled": paths}, lambda r: print("\n".join(f"compiled {p}" for p in r["compiled"])))
@@ -64,10 +74,12 @@ def cmd_pipeline(args) -> None:
                                   pipeline_root=args.pipeline_root)
         emit(args, result, lambda r: print(f"pipeline {r['pipeline']} finished: {r['state']} (outputs under {r['pipeline_root']})"))
     elif action == "submit":
-        result = pipelines.submit(args.name, args.host, experiment=args.experiment, params=params)
+        result = pipelines.submit(args.name, args.host, experiment=args.experiment, params=params,
+                                  service_account=args.service_account)
         emit(args, result, lambda r: print(f"submitted run {r['run_id']} of pipeline {r['pipeline_id']} version {r['version_id']}"))
     elif action == "schedule":
-        result = pipelines.schedule(args.name, args.host, args.cron, experiment=args.experiment, params=params)
+        result = pipelines.schedule(args.name, args.host, args.cron, experiment=args.experiment, params=params,
+                                    service_account=args.service_account)
         emit(args, result, lambda r: print(f"recurring run {r['recurring_run_id']} ({args.cron}) of pipeline {r['pipeline_id']}"))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from reelops.cli.common import CommandError, emit, positive_bytes
 from reelops.registry import ALIASES, MODEL_NAME
 
@@ -32,8 +34,13 @@ def add_commands(commands, with_json) -> None:
     predict.add_argument("--url", required=True)
     predict.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
     predict.add_argument("-k", type=int, default=10)
-    predict.add_argument("--protocol", choices=["v1", "v2"], default="v1")
+    predict.add_argument("--protocol", choices=["v1", "v2", "grpc"], default="v1",
+                         help="REST V1 or V2, or V2 over gRPC (--url host:port, or https://host:port for TLS)")
     predict.add_argument("--name", default=MODEL_NAME)
+    predict.add_argument("--host-header", "--service-hostname", dest="host_header", default=None,
+                         help="Host header for an ingress that routes by it (KServe: the InferenceService's hostname)")
+    predict.add_argument("--token", default=None,
+                         help="bearer token sent as Authorization (default: the REELOPS_TOKEN environment variable)")
     predict.set_defaults(handler=cmd_predict)
 
 
@@ -65,7 +72,8 @@ def cmd_predict(args) -> None:
     from reelops.serving.client import recommend
 
     try:
-        answers = recommend(args.url.rstrip("/"), args.user, k=args.k, protocol=args.protocol, name=args.name)
+        answers = recommend(args.url.rstrip("/"), args.user, k=args.k, protocol=args.protocol, name=args.name,
+                            host_header=args.host_header, token=args.token or os.environ.get("REELOPS_TOKEN") or None)
     except RuntimeError as error:
         raise CommandError(f"{args.url}: {error}") from error
 

@@ -137,8 +137,12 @@ def served(engine, trained, services):
 
     port, grpc_port = free_port(), free_port()
     name = f"reelops-serve-test-{os.getpid()}"
-    environment = [item for key, value in services.items() for item in ("-e", f"{key}={value}")]
+    from reelops.manifests.objects import SCRATCH_ENVIRONMENT
+
+    # As the rendered InferenceService runs it: read-only root filesystem, writable /tmp only.
+    environment = [item for key, value in {**services, **SCRATCH_ENVIRONMENT}.items() for item in ("-e", f"{key}={value}")]
     subprocess.run([engine["name"], "run", "-d", "--name", name, *environment, "--network", "host",
+                    "--read-only", "--tmpfs", "/tmp:rw,mode=1777",
                     engine["images"]["serve"]["name"], "reelops", "serve", "--model-alias", "production",
                     "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc_port)],
                    env=engine["env"], check=True, capture_output=True, timeout=300)

@@ -1,0 +1,240 @@
+"""Core and KServe objects: namespace, RBAC, the tracking server, the InferenceServices and the
+recurring monitoring run, built with the kubernetes client and kserve SDK classes.
+
+Each builder returns plain dictionaries (what ``kubectl apply`` reads), serialized by the
+kubernetes client from the SDK objects, so a field the SDK does not know cannot be written.
+"""
+
+from __future__ import annotations
+
+from kubernetes import client as k8s
+
+from reelops.cluster import MLFLOW_SECRET, SECRET_ENV, STORAGE_SECRET
+from reelops.manifests.settings import RenderSettings
+
+# The serve image's non-root user (Dockerfile: useradd --uid 10001).
+RUN_AS = 10001
+PIPELINE_RUNNER = "reelops-pipeline-runner"
+PREDICTOR_ACCOUNT = "reelops-predictor"
+SCHEDULER_ACCOUNT = "reelops-scheduler"
+# KServe's Serverless mode (Knative) is the one that implements canaryTrafficPercent and tag routes.
+SERVERLESS = "Serverless"
+REST_PORT, GRPC_PORT = 8080, 8081
+# Where kfp.Client looks for a service-account token in a pod (KF_PIPELINES_SA_TOKEN_PATH's default).
+KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
+# Secret keys a pod cannot do without: their absence must stop the pod from starting (a
+# predictor without a tracking URI would otherwise look for models in an empty local store).
+REQUIRED_KEYS = {"tracking_uri", "access_key", "secret_key"}
+
+
+def serialize(obj) -> dict:
+    """An SDK object as the dictionary ``kubectl`` reads (camelCase keys, no empty fields)."""
+    return k8s.ApiClient().sanitize_for_serialization(obj)
+
+
+def namespace(settings: RenderSettings) -> dict:
+    """The namespace everything else lives in."""
+    return serialize(k8s.V1Namespace(api_version="v1", kind="Namespace", metadata=k8s.V1ObjectMeta(
+        name=settings.namespace, labels=settings.labels("reelops"))))
+
+
+def _meta(settings: RenderSettings, name: str, component: str, annotations: dict | None = None) -> k8s.V1ObjectMeta:
+    return k8s.V1ObjectMeta(name=name, namespace=settings.namespace, labels=settings.labels(component),
+                            annotations=annotations)
+
+
+def rbac(settings: RenderSettings) -> list:
+    """Service accounts and the namespaced roles they hold.
+
+    The pipeline runner (the account pipeline runs use) may read and patch InferenceServices
+    in this namespace only: a rollout moves traffic on an existing service. The scheduler
+    may create runs in Kubeflow Pipelines (multi-user KFP checks these verbs on
+    ``pipelines.kubeflow.org`` with a SubjectAccessReview). The predictor's account holds
+    no role: it reads only its secrets, which arrive as environment variables.
+    """
+    accounts = [k8s.V1ServiceAccount(api_version="v1", kind="ServiceAccount",
+                                     metadata=_meta(settings, name, component))
+                for name, component in ((PIPELINE_RUNNER, "pipeline-runner"), (PREDICTOR_ACCOUNT, "predictor"),
+                                        (SCHEDULER_ACCOUNT, "scheduler"))]
+    rules = {
+        PIPELINE_RUNNER: [k8s.V1PolicyRule(api_groups=["serving.kserve.io"], resources=["inferenceservices"],
+                                           verbs=["get", "list", "watch", "patch"])],
+        SCHEDULER_ACCOUNT: [k8s.V1PolicyRule(api_groups=["pipelines.kubeflow.org"],
+                                             resources=["pipelines", "pipelines/versions", "experiments", "runs"],
+                                             verbs=["get", "list", "create"])],
+    }
+    documents = [serialize(account) for account in accounts]
+    for account, account_rules in rules.items():
+        documents.append(serialize(k8s.V1Role(api_version="rbac.authorization.k8s.io/v1", kind="Role",
+                                              metadata=_meta(settings, account, "rbac"), rules=account_rules)))
+        documents.append(serialize(k8s.V1RoleBinding(
+            api_version="rbac.authorization.k8s.io/v1", kind="RoleBinding", metadata=_meta(settings, account, "rbac"),
+            role_ref=k8s.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name=account),
+            subjects=[k8s.RbacV1Subject(kind="ServiceAccount", name=account, namespace=settings.namespace)])))
+    return documents
+
+
+def secret_env(secret: str, keys=None) -> list:
+    """Environment variables from one of the secrets ``reelops.cluster`` names.
+
+    Args:
+        secret: the secret's name (``reelops-mlflow`` or ``reelops-object-store``).
+        keys: the secret keys to map (all of the secret's keys when None).
+    """
+    mapping = SECRET_ENV[secret]
+    return [k8s.V1EnvVar(name=mapping[key], value_from=k8s.V1EnvVarSource(secret_key_ref=k8s.V1SecretKeySelector(
+        name=secret, key=key, optional=key not in REQUIRED_KEYS))) for key in (keys or mapping)]
+
+
+def _container_security() -> k8s.V1SecurityContext:
+    # All of it on the container: Knative accepts these container fields by default, while a
+    # pod-level securityContext beyond seccomp needs its kubernetes.podspec-securitycontext flag.
+    return k8s.V1SecurityContext(allow_privilege_escalation=False, read_only_root_filesystem=True,
+                                 run_as_non_root=True, run_as_user=RUN_AS, run_as_group=RUN_AS,
+                                 capabilities=k8s.V1Capabilities(drop=["ALL"]),
+                                 seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
+
+
+def _pod_security() -> k8s.V1PodSecurityContext:
+    """Pod-level settings for plain pods (fsGroup makes a mounted volume writable by the user)."""
+    return k8s.V1PodSecurityContext(run_as_non_root=True, run_as_user=RUN_AS, run_as_group=RUN_AS, fs_group=RUN_AS,
+                                    seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
+
+
+# With a read-only root filesystem the processes write only here (model downloads, caches).
+_SCRATCH_VOLUME = k8s.V1Volume(name="scratch", empty_dir=k8s.V1EmptyDirVolumeSource())
+_SCRATCH_MOUNT = k8s.V1VolumeMount(name="scratch", mount_path="/tmp")
+SCRATCH_ENVIRONMENT = {"HOME": "/tmp/home", "REELOPS_WORKSPACE": "/tmp/reelops"}
+_SCRATCH_ENV = [k8s.V1EnvVar(name=name, value=value) for name, value in SCRATCH_ENVIRONMENT.items()]
+
+
+def inference_service(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
+                      canary_traffic_percent: int | None = None) -> dict:
+    """The predictor as a KServe InferenceService in Serverless mode.
+
+    A Serverless revision exposes one port, so REST and gRPC are two InferenceServices: the
+    REST one declares 8080 (``http1``), the gRPC one 8081 named ``h2c`` (Knative then speaks
+    HTTP/2 to it). Both containers also listen on 8080 for the health endpoints: readiness is
+    the model being loaded (``/v2/health/ready`` answers 503 before), and a Knative probe may
+    reach a port other than the declared one.
+
+    Args:
+        settings: the rendering's settings.
+        protocol: ``rest`` or ``grpc``.
+        storage_uri: the model version to serve; ``settings.storage_uri`` (or its alias) when None.
+        canary_traffic_percent: the share of traffic for this revision during a canary rollout.
+    """
+    from reelops.serving import import_kserve
+
+    kserve = import_kserve()
+    storage_uri = settings.storage_uri if storage_uri is None else storage_uri
+    if protocol not in ("rest", "grpc"):
+        raise ValueError(f"protocol must be rest or grpc, not {protocol!r}")
+    name = settings.name if protocol == "rest" else f"{settings.name}-grpc"
+    if storage_uri:
+        source, env = ["--storage-uri", storage_uri], secret_env(STORAGE_SECRET, ["endpoint", "access_key", "secret_key"])
+    else:
+        source, env = ["--model-alias", settings.model_alias], secret_env(MLFLOW_SECRET)
+    served = ["--port", str(REST_PORT), "--grpc-port", str(GRPC_PORT)] if protocol == "grpc" else [
+        "--port", str(REST_PORT), "--no-grpc"]
+    port = (k8s.V1ContainerPort(container_port=GRPC_PORT, name="h2c", protocol="TCP") if protocol == "grpc"
+            else k8s.V1ContainerPort(container_port=REST_PORT, name="http1", protocol="TCP"))
+    container = k8s.V1Container(
+        name="kserve-container", image=settings.serve_image, command=["reelops"],
+        args=["serve", *source, "--name", settings.name, "--host", "0.0.0.0", *served],
+        env=env + _SCRATCH_ENV, ports=[port],
+        # Ready once the model is loaded (503 before); a failed load ends the process, so
+        # liveness only has to catch a server that hangs.
+        readiness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/v2/health/ready", port=REST_PORT),
+                                    period_seconds=5, failure_threshold=3),
+        liveness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/v2/health/live", port=REST_PORT),
+                                   initial_delay_seconds=10, period_seconds=10, failure_threshold=3),
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}),
+        security_context=_container_security(), volume_mounts=[_SCRATCH_MOUNT])
+    predictor = kserve.V1beta1PredictorSpec(
+        containers=[container], min_replicas=1, max_replicas=4, container_concurrency=16, timeout=30,
+        service_account_name=PREDICTOR_ACCOUNT, volumes=[_SCRATCH_VOLUME],
+        canary_traffic_percent=canary_traffic_percent)
+    service = kserve.V1beta1InferenceService(
+        api_version="serving.kserve.io/v1beta1", kind="InferenceService",
+        metadata=_meta(settings, name, "predictor", annotations={
+            "serving.kserve.io/deploymentMode": SERVERLESS,
+            "serving.kserve.io/enable-prometheus-scraping": "true",
+        }),
+        spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor))
+    return serialize(service)
+
+
+def mlflow_server(settings: RenderSettings) -> list:
+    """The MLflow tracking server: a volume for its sqlite store, one replica, and a Service.
+
+    One replica with the ``Recreate`` strategy: sqlite takes one writer, and two pods must
+    never hold the volume at once. Artifacts go to the object store and are proxied by the
+    server (``--artifacts-destination``), so clients log and download through it.
+    """
+    meta = _meta(settings, "reelops-mlflow", "mlflow")
+    selector = {"app.kubernetes.io/name": "mlflow", "app.kubernetes.io/part-of": "reelops"}
+    hosts = ",".join(f"reelops-mlflow{suffix}:*" for suffix in (
+        "", f".{settings.namespace}", f".{settings.namespace}.svc", f".{settings.namespace}.svc.cluster.local"))
+    claim = k8s.V1PersistentVolumeClaim(
+        api_version="v1", kind="PersistentVolumeClaim", metadata=meta,
+        spec=k8s.V1PersistentVolumeClaimSpec(access_modes=["ReadWriteOnce"],
+                                             resources=k8s.V1VolumeResourceRequirements(requests={"storage": "10Gi"})))
+    container = k8s.V1Container(
+        name="mlflow", image=settings.serve_image, command=["mlflow"],
+        args=["server", "--host", "0.0.0.0", "--port", "5000", "--workers", "1",
+              "--backend-store-uri", "sqlite:////var/lib/mlflow/mlflow.db",
+              "--artifacts-destination", settings.mlflow_artifacts,
+              # MLflow refuses Host headers it does not know; these are the Service's names.
+              "--allowed-hosts", hosts],
+        env=secret_env(STORAGE_SECRET, ["endpoint", "access_key", "secret_key"]) + _SCRATCH_ENV,
+        ports=[k8s.V1ContainerPort(container_port=5000, name="http")],
+        readiness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"), period_seconds=5),
+        liveness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"),
+                                   initial_delay_seconds=30, period_seconds=20),
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "500m", "memory": "1Gi"}, limits={"memory": "2Gi"}),
+        security_context=_container_security(),
+        volume_mounts=[k8s.V1VolumeMount(name="store", mount_path="/var/lib/mlflow"), _SCRATCH_MOUNT])
+    deployment = k8s.V1Deployment(
+        api_version="apps/v1", kind="Deployment", metadata=meta,
+        spec=k8s.V1DeploymentSpec(
+            replicas=1, strategy=k8s.V1DeploymentStrategy(type="Recreate"),
+            selector=k8s.V1LabelSelector(match_labels=selector),
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(labels=selector),
+                spec=k8s.V1PodSpec(containers=[container], security_context=_pod_security(), volumes=[
+                    k8s.V1Volume(name="store", persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(
+                        claim_name="reelops-mlflow")), _SCRATCH_VOLUME]))))
+    service = k8s.V1Service(api_version="v1", kind="Service", metadata=meta, spec=k8s.V1ServiceSpec(
+        selector=selector, ports=[k8s.V1ServicePort(name="http", port=5000, target_port="http")]))
+    return [serialize(claim), serialize(deployment), serialize(service)]
+
+
+def recurring_monitoring(settings: RenderSettings) -> dict:
+    """A CronJob that submits the monitoring pipeline to Kubeflow Pipelines on a schedule.
+
+    The schedule lives in git with the other manifests; ``reelops pipeline schedule`` makes
+    a KFP recurring run instead, for teams that keep schedules in KFP. The pod authenticates
+    to KFP with a projected service-account token (audience ``pipelines.kubeflow.org``) at
+    the path ``kfp.Client`` reads.
+    """
+    container = k8s.V1Container(
+        name="submit", image=settings.serve_image, command=["reelops"],
+        args=["pipeline", "submit", "monitoring", "--host", settings.kfp_host,
+              "--service-account", PIPELINE_RUNNER, "--json"],
+        env=_SCRATCH_ENV, security_context=_container_security(),
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "250m", "memory": "512Mi"}, limits={"memory": "1Gi"}),
+        volume_mounts=[k8s.V1VolumeMount(name="kfp-token", mount_path=KFP_TOKEN_DIR, read_only=True), _SCRATCH_MOUNT])
+    token = k8s.V1Volume(name="kfp-token", projected=k8s.V1ProjectedVolumeSource(sources=[k8s.V1VolumeProjection(
+        service_account_token=k8s.V1ServiceAccountTokenProjection(path="token", audience="pipelines.kubeflow.org",
+                                                                  expiration_seconds=3600))]))
+    job = k8s.V1JobSpec(backoff_limit=2, active_deadline_seconds=1800, ttl_seconds_after_finished=86400,
+                        template=k8s.V1PodTemplateSpec(spec=k8s.V1PodSpec(
+                            service_account_name=SCHEDULER_ACCOUNT, restart_policy="Never", containers=[container],
+                            security_context=_pod_security(), volumes=[token, _SCRATCH_VOLUME])))
+    cron = k8s.V1CronJob(api_version="batch/v1", kind="CronJob",
+                         metadata=_meta(settings, "reelops-monitoring", "monitoring"),
+                         spec=k8s.V1CronJobSpec(schedule=settings.monitoring_schedule, time_zone="Etc/UTC",
+                                                concurrency_policy="Forbid", starting_deadline_seconds=3600,
+                                                job_template=k8s.V1JobTemplateSpec(spec=job)))
+    return serialize(cron)
