@@ -80,13 +80,19 @@ def predict_seconds(url: str) -> tuple:
     return total, count
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_arguments(doc: str, script: str) -> argparse.Namespace:
+    """``--duration`` and ``--repeats`` of a wrk benchmark; exits when ml-100k is missing."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--duration", type=int, default=3, help="seconds of load per run")
     parser.add_argument("--repeats", type=int, default=7, help="runs of each cell (medians are printed)")
     args = parser.parse_args()
     if not (ML100K / "u.data").is_file():
-        sys.exit(f"benchmarks/serving.py: ml-100k not found at {ML100K}")
+        sys.exit(f"benchmarks/{script}: ml-100k not found at {ML100K}")
+    return args
+
+
+def main() -> None:
+    args = load_arguments(__doc__, "serving.py")
     import httpx
 
     from reelops.console import print_table

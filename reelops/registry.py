@@ -617,6 +617,30 @@ def promote(version, reason: str | None = None, force: bool = False) -> dict:
         return aliases()
 
 
+def set_canary(version, reason: str, override: bool = False) -> dict:
+    """``version`` holds the alias ``canary`` (a rollout put it beside production).
+
+    Args:
+        version: a complete registered version.
+        reason: recorded in the alias history.
+        override: the version is not blessed and is deployed by an override (recorded).
+    """
+    version = str(version)
+    _require_complete(version)
+    with store_lock():
+        if override:
+            client().set_model_version_tag(MODEL_NAME, version, "reelops.override.canary", reason)
+        _move_alias(CANARY, version, reason, override=override)
+        return aliases()
+
+
+def clear_canary(reason: str) -> dict:
+    """No version holds ``canary`` any more (its rollout was rolled back)."""
+    with store_lock():
+        _move_alias(CANARY, None, reason)
+        return aliases()
+
+
 def rollback(reason: str = "rollback") -> dict:
     """Production and previous swap back."""
     with store_lock():

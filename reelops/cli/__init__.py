@@ -13,13 +13,13 @@ import os
 import sys
 
 from reelops import __version__
-from reelops.cli import data, manifests, models, monitoring, pipelines, registry, run, serving
+from reelops.cli import data, deploy, manifests, models, monitoring, pipelines, registry, run, serving
 from reelops.cli.common import CommandError
 
 __all__ = ["CommandError", "build_parser", "main"]
 
 # Command groups in the order `reelops --help` lists them.
-_GROUPS = (data, models, registry, monitoring, serving, pipelines, manifests, run)
+_GROUPS = (data, models, registry, monitoring, serving, deploy, pipelines, manifests, run)
 
 
 class _VersionAction(argparse.Action):

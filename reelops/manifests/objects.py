@@ -109,7 +109,7 @@ _SCRATCH_ENV = [k8s.V1EnvVar(name=name, value=value) for name, value in SCRATCH_
 
 
 def inference_service(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
-                      canary_traffic_percent: int | None = None) -> dict:
+                      canary_traffic_percent: int | None = None, allow_unblessed: bool = False) -> dict:
     """The predictor as a KServe InferenceService in Serverless mode.
 
     A Serverless revision exposes one port, so REST and gRPC are two InferenceServices: the
@@ -123,6 +123,7 @@ def inference_service(settings: RenderSettings, protocol: str = "rest", storage_
         protocol: ``rest`` or ``grpc``.
         storage_uri: the model version to serve; ``settings.storage_uri`` (or its alias) when None.
         canary_traffic_percent: the share of traffic for this revision during a canary rollout.
+        allow_unblessed: serve a model the gate did not bless (a deployment override).
     """
     from reelops.serving import import_kserve
 
@@ -141,7 +142,8 @@ def inference_service(settings: RenderSettings, protocol: str = "rest", storage_
             else k8s.V1ContainerPort(container_port=REST_PORT, name="http1", protocol="TCP"))
     container = k8s.V1Container(
         name="kserve-container", image=settings.serve_image, command=["reelops"],
-        args=["serve", *source, "--name", settings.name, "--host", "0.0.0.0", *served],
+        args=["serve", *source, "--name", settings.name, "--host", "0.0.0.0", *served,
+              *(["--allow-unblessed"] if allow_unblessed else [])],
         env=env + _SCRATCH_ENV, ports=[port],
         # Ready once the model is loaded (503 before); a failed load ends the process, so
         # liveness only has to catch a server that hangs.

@@ -1,0 +1,65 @@
+"""`reelops deploy`: roll a model version out (canary, blue-green) and act on the rollout."""
+
+from __future__ import annotations
+
+from reelops.cli.common import CommandError, emit
+
+ACTIONS = ("status", "promote", "rollback", "stop")
+
+
+def add_commands(commands, with_json) -> None:
+    """Add this group's commands to the ``reelops`` parser."""
+    deploy = with_json(commands.add_parser(
+        "deploy", help="roll out a version (canary, blue-green) on the local serving plane; status, promote, "
+                       "rollback, stop",
+        description="reelops deploy VERSION [--strategy canary|blue-green] [--percent N] | "
+                    "reelops deploy status|promote|rollback|stop"))
+    deploy.add_argument("what", metavar="VERSION|ACTION", help=f"a registered version, or one of {', '.join(ACTIONS)}")
+    deploy.add_argument("--strategy", choices=["canary", "blue-green"], default="canary")
+    deploy.add_argument("--percent", type=int, default=10, help="the canary's share of traffic (1-99, default 10)")
+    deploy.add_argument("--target", choices=["local"], default="local",
+                        help="where: the local serving plane (one router, one predictor process per revision)")
+    deploy.add_argument("--port", type=int, default=None, help="the router's port when the plane starts (default: free)")
+    deploy.add_argument("--force", action="store_true", help="deploy a version the gate did not bless (needs --reason)")
+    deploy.add_argument("--reason", default=None, help="why (recorded in the alias history)")
+    deploy.set_defaults(handler=cmd_deploy)
+
+
+def cmd_deploy(args) -> None:
+    from reelops import deploy
+
+    try:
+        if args.what == "status":
+            result = deploy.status()
+        elif args.what == "promote":
+            result = deploy.promote(reason=args.reason)
+        elif args.what == "rollback":
+            result = deploy.rollback(reason=args.reason)
+        elif args.what == "stop":
+            result = deploy.stop()
+            emit(args, result, lambda r: print(f"stopped {len(r['stopped'])} revision(s) and the router"
+                                               if r["stopped"] else "no local plane was running"))
+            return
+        else:
+            result = deploy.deploy(args.what, strategy=args.strategy, percent=args.percent, force=args.force,
+                                   reason=args.reason, port=args.port, target=args.target)
+    except (deploy.DeployError, deploy.RolloutError) as error:
+        raise CommandError(str(error)) from error
+    emit(args, result, render_status)
+
+
+def render_status(result: dict) -> None:
+    """The plane as a table: one row per revision."""
+    from reelops.console import print_table
+
+    if not result.get("revisions"):
+        print("no deployment on the local plane (reelops deploy VERSION starts one)")
+        return
+    rows = [[r["revision"], r["version"], f"{r['traffic']}%", ",".join(r["tags"]) or "-",
+             "yes" if r["ready"] else ("no" if r["running"] else "stopped"), str(r["port"] or "-")]
+            for r in result["revisions"]]
+    print_table(rows, ["revision", "version", "traffic", "tags", "ready", "port"],
+                title=f"{result['url']}  phase: {result['phase']}  (router {'up' if result['running'] else 'DOWN'})")
+    status = result["status"]
+    print(f"latestRolledoutRevision {status['latestRolledoutRevision']}, "
+          f"previousRolledoutRevision {status['previousRolledoutRevision'] or '-'}")

@@ -1,0 +1,309 @@
+"""Deployments: a model version rolled out by a strategy, with the registry aliases kept in step.
+
+The registry says what should serve; a deployment makes serving follow it. Each step of a
+strategy is one InferenceService spec (:mod:`reelops.deploy.rollout`) applied to a target;
+the target here is the local serving plane (:mod:`reelops.deploy.local`). An alias moves only
+after the serving change succeeded:
+
+- first deployment: the version serves all traffic and becomes ``production``;
+- ``canary`` (N%): the new version answers N% of requests and holds ``canary``;
+  :func:`promote` gives it all traffic and makes it ``production`` (the old one ``previous``);
+  :func:`rollback` sends all traffic back and takes ``canary`` away;
+- ``blue-green``: the new version runs at 0% with its ``latest`` tag route, is smoke-tested
+  there while the stable version keeps all traffic, and holds ``canary``; :func:`promote`
+  switches all traffic to it, :func:`rollback` switches back;
+- :func:`rollback` after a promotion returns traffic (and ``production``) to the previous version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from reelops.deploy.local import LocalPlane, PlaneError, alive
+from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, RolloutError, ServiceState, template_of,
+                                    with_canary)
+
+__all__ = ["BLUE_GREEN", "CANARY", "STRATEGIES", "DeployError", "RolloutError", "deploy", "promote", "rollback", "status",
+           "stop"]
+
+TARGETS = ("local",)
+STABLE, ROLLED_BACK = "stable", "rolled-back"
+SMOKE_USER = 1
+
+
+class DeployError(RuntimeError):
+    """A deployment step that cannot be taken (says why; nothing changed)."""
+
+
+def _settings(storage_uri: str):
+    from reelops.manifests import RenderSettings
+
+    return RenderSettings(storage_uri=storage_uri)
+
+
+def _may_serve(version: str, force: bool, reason: str | None) -> bool:
+    """Whether the version needs an override to serve; raises when it needs one that is not given."""
+    from reelops.gate import UnblessedModelError, check_servable
+
+    try:
+        check_servable(version=version)
+        return False
+    except UnblessedModelError as error:
+        if not force:
+            raise DeployError(f"{error}".replace("pass --allow-unblessed to serve it anyway",
+                                                 "deploy it anyway with --force --reason TEXT")) from None
+        if not (reason or "").strip():
+            raise DeployError("--force needs --reason TEXT: an override is recorded in the alias history") from None
+        return True
+
+
+def _spec(version: str, strategy: str | None, percent: int, override: bool) -> dict:
+    """The InferenceService of one version for a strategy's first step (None: the first deployment)."""
+    from reelops import registry
+    from reelops.manifests.objects import inference_service
+
+    # The plane's predictors read the version from the local cache; it is the version's storage
+    # URI on this machine (file://), pinned in the revision like any KServe storage URI.
+    storage_uri = f"file://{registry.download_model(version)}"
+    spec = inference_service(_settings(storage_uri), storage_uri=storage_uri, allow_unblessed=override)
+    if strategy == CANARY:
+        return with_canary(spec, percent)
+    if strategy == BLUE_GREEN:
+        return with_canary(spec, 0, tag_routing=True)
+    return spec
+
+
+def _container_args(spec: dict) -> list:
+    return spec["spec"]["predictor"]["containers"][0]["args"]
+
+
+def _record(state: dict, action: str, **detail) -> None:
+    state.setdefault("history", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                            "action": action, **detail})
+
+
+def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = False, reason: str | None = None,
+           port: int | None = None, target: str = "local") -> dict:
+    """Roll out ``version`` with ``strategy`` on the target; returns :func:`status`.
+
+    Args:
+        version: a registered model version.
+        strategy: ``canary`` or ``blue-green`` (the first deployment serves all traffic either way).
+        percent: the canary's share of traffic (1-99).
+        force: deploy a version the gate did not bless; needs ``reason`` (both recorded).
+        reason: why (in the alias history).
+        port: the router's port for a plane that is not running yet (a free one by default).
+        target: ``local``.
+
+    Raises:
+        DeployError: the version may not serve, a rollout is in progress, or a revision
+            failed to start (nothing changed then).
+    """
+    from reelops import registry
+
+    version = str(version)
+    if target not in TARGETS:
+        raise DeployError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
+    if strategy not in STRATEGIES:
+        raise DeployError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy == CANARY and not 1 <= int(percent) <= 99:
+        raise DeployError(f"--percent must be within 1-99 for a canary, got {percent}")
+    override = _may_serve(version, force, reason)
+    reason = reason or f"deployed ({strategy})"
+    plane = LocalPlane()
+    with plane.lock():
+        state = plane.read()
+        if state is not None and not plane.router_running(state):
+            plane.stop_all(state)  # a plane whose router died (a reboot): start again from nothing
+            plane.state_path.unlink()
+            state = None
+        first = state is None
+        spec = _spec(version, None if first else strategy, percent, override)
+        if first:
+            service = ServiceState(spec["metadata"]["name"])
+        else:
+            service = ServiceState.from_dict(state["service"])
+            if state["phase"] in STRATEGIES:
+                latest = service.revision(service.latest_ready)
+                raise DeployError(f"a {state['phase']} of version {latest.version} is in progress: "
+                                  "reelops deploy promote or reelops deploy rollback first")
+            if service.revision(service.latest_rolled_out).version == version:
+                raise DeployError(f"version {version} already serves all traffic")
+        # The same template as the latest revision (a version rolled back, then deployed again)
+        # makes no new revision in Knative: that revision is routed again.
+        reused = bool(service.revisions) and template_of(spec) == service.revisions[-1].template
+        revision = service.revisions[-1].name if reused else f"{service.name}-predictor-{len(service.revisions) + 1:05d}"
+        router = plane.start_router(port) if first else state["router"]
+        running = not first and revision in state["processes"] and alive(state["processes"][revision]["pid"])
+        try:
+            process = state["processes"][revision] if running else plane.start_revision(revision, _container_args(spec))
+        except PlaneError as error:
+            if first:
+                from reelops.deploy.local import terminate
+
+                terminate(router["pid"])
+            raise DeployError(str(error)) from error
+        service.apply(spec, version)
+        if first:
+            state = {"router": router, "processes": {}, "phase": STABLE, "strategy": strategy, "history": []}
+        previous_state = json.loads(json.dumps(state))
+        state["processes"][revision] = process
+        state.setdefault("revision_args", {})[revision] = _container_args(spec)
+        state["service"] = service.to_dict()
+        state["phase"] = STABLE if first else strategy
+        state["override"] = override
+        _record(state, "deploy", version=version, revision=revision, strategy=strategy,
+                percent=percent if strategy == CANARY and not first else None, reason=reason)
+        plane.write(state)
+        try:
+            plane.wait_router_sees(state)
+            if strategy == BLUE_GREEN and not first:
+                _smoke_test(state)
+        except (PlaneError, RuntimeError) as error:
+            # Back to what served before; the new revision goes away.
+            from reelops.deploy.local import terminate
+
+            if first:
+                plane.stop_all(state)
+                plane.state_path.unlink()
+            else:
+                plane.write(previous_state)
+                if not running:
+                    terminate(process["pid"])
+            raise DeployError(f"{revision} (version {version}) was not taken into service: {error}") from error
+        if first:
+            if registry.aliases().get(registry.PRODUCTION) != version:
+                registry.promote(version, reason=reason, force=override)
+        else:
+            registry.set_canary(version, reason, override=override)
+            plane.retire(state, keep=service.serving())
+            plane.write(state)
+    return status()
+
+
+def _smoke_test(state: dict) -> None:
+    """Ask the new revision for a recommendation on its ``latest`` tag route (blue-green)."""
+    import httpx
+
+    name = state["service"]["name"]
+    answer = httpx.post(f"{state['router']['url']}/v1/models/{name}:predict",
+                        json={"instances": [{"user_id": SMOKE_USER, "k": 5}]},
+                        headers={"Host": f"latest-{name}-predictor.local"}, timeout=30)
+    if answer.status_code != 200 or len(answer.json()["predictions"][0]["movie_ids"]) != 5:
+        raise RuntimeError(f"smoke test on the latest tag route answered HTTP {answer.status_code}: {answer.text[:200]}")
+
+
+def _require_plane(plane: LocalPlane) -> dict:
+    state = plane.read()
+    if state is None:
+        raise DeployError("no deployment on this workspace's local plane: reelops deploy VERSION first")
+    if not plane.router_running(state):
+        raise DeployError(f"the local plane's router (pid {state['router']['pid']}) is not running: "
+                          "reelops deploy stop, then deploy again")
+    return state
+
+
+def promote(reason: str | None = None) -> dict:
+    """Give the canary (or the blue-green candidate) all traffic and make it ``production``."""
+    from reelops import registry
+
+    plane = LocalPlane()
+    with plane.lock():
+        state = _require_plane(plane)
+        if state["phase"] not in STRATEGIES:
+            raise DeployError("nothing to promote: no canary or blue-green rollout is in progress")
+        service = ServiceState.from_dict(state["service"])
+        version = service.revision(service.latest_ready).version
+        service.apply(with_canary(service.spec, None), version)
+        state["service"], state["phase"] = service.to_dict(), STABLE
+        reason = reason or f"promoted after {state['strategy']}"
+        _record(state, "promote", version=version, reason=reason)
+        plane.write(state)
+        plane.wait_router_sees(state)
+        registry.promote(version, reason=reason, force=state.get("override", False))
+        plane.retire(state, keep=service.serving())
+        plane.write(state)
+    return status()
+
+
+def rollback(reason: str | None = None) -> dict:
+    """All traffic back to the version that served before (a rollout in progress, or the last promotion)."""
+    from reelops import registry
+
+    plane = LocalPlane()
+    with plane.lock():
+        state = _require_plane(plane)
+        service = ServiceState.from_dict(state["service"])
+        in_progress = state["phase"] in STRATEGIES
+        back_to = service.latest_rolled_out if in_progress else service.previous_rolled_out
+        if not back_to or (not in_progress and (state["phase"] == ROLLED_BACK
+                                                or back_to == service.latest_rolled_out)):
+            raise DeployError("nothing to roll back: no rollout in progress and no earlier version rolled out")
+        if back_to not in state["processes"] or not alive(state["processes"][back_to]["pid"]):
+            # KServe keeps old revisions (scaled to zero); here a retired one starts again from its
+            # own command line before any traffic goes back to it.
+            try:
+                state["processes"][back_to] = plane.start_revision(back_to, state["revision_args"][back_to])
+            except PlaneError as error:
+                raise DeployError(f"cannot roll back: {error}") from error
+        version = service.revision(service.latest_ready).version
+        service.apply(with_canary(service.spec, 0), version)
+        state["service"], state["phase"] = service.to_dict(), ROLLED_BACK
+        reason = reason or ("rolled back during " + state["strategy"] if in_progress else "rolled back")
+        _record(state, "rollback", version=version, to=service.revision(back_to).version, reason=reason)
+        plane.write(state)
+        plane.wait_router_sees(state)
+        if in_progress:
+            registry.clear_canary(reason)
+        else:
+            registry.rollback(reason)
+        plane.retire(state, keep=service.serving())
+        plane.write(state)
+    return status()
+
+
+def stop() -> dict:
+    """Stop the router and every predictor of the local plane; the registry is left as it is."""
+    plane = LocalPlane()
+    with plane.lock():
+        state = plane.read()
+        if state is None:
+            return {"stopped": []}
+        stopped = plane.stop_all(state)
+        plane.state_path.unlink()
+    return {"stopped": stopped}
+
+
+def status() -> dict:
+    """What serves: the router's URL, each revision's version, process, readiness and traffic."""
+    import httpx
+
+    plane = LocalPlane()
+    state = plane.read()
+    if state is None:
+        return {"running": False, "revisions": []}
+    service = ServiceState.from_dict(state["service"])
+    traffic = {}
+    for route in service.routes():
+        entry = traffic.setdefault(route["revision"], {"percent": 0, "tags": []})
+        entry["percent"] += route["percent"]
+        if route["tag"]:
+            entry["tags"].append(route["tag"])
+    revisions = []
+    for revision in service.revisions:
+        process = state["processes"].get(revision.name)
+        running = bool(process) and alive(process["pid"])
+        ready = False
+        if running:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{process['port']}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                ready = False
+        revisions.append({"revision": revision.name, "version": revision.version, "running": running, "ready": ready,
+                          "port": process["port"] if process else None,
+                          "traffic": traffic.get(revision.name, {}).get("percent", 0),
+                          "tags": traffic.get(revision.name, {}).get("tags", [])})
+    return {"running": plane.router_running(state), "url": state["router"]["url"], "phase": state["phase"],
+            "strategy": state["strategy"], "revisions": revisions, "status": service.status(),
+            "history": state.get("history", [])[-10:], "plane": str(plane.root)}

@@ -1,0 +1,207 @@
+"""The local serving plane: InferenceService objects applied on one machine.
+
+Each revision is one predictor process (``reelops serve``, the real ``kserve.ModelServer``)
+started from the revision's own container command line, with the address and port
+replaced; a router process (:mod:`reelops.deploy.router`) on one port splits traffic as
+KServe would. The plane's state (the InferenceService, its revisions and status, the
+processes) is one JSON file in the workspace, replaced whole under a file lock, so a later
+``reelops deploy status|promote|rollback|stop`` in another process finds the plane.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from reelops.deploy.rollout import ServiceState
+from reelops.workspace import workspace_dir
+
+READY_TIMEOUT = 180.0
+# How long a revision that just lost its traffic keeps running: the router re-reads the state
+# within 0.2 s, and requests it sent before that finish.
+DRAIN_SECONDS = 1.0
+
+
+class PlaneError(RuntimeError):
+    """Something the local plane cannot do (says what, and where its logs are)."""
+
+
+def plane_dir() -> Path:
+    """Where the plane keeps its state, logs and feedback."""
+    return workspace_dir() / "serving" / "plane"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def alive(pid: int | None) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def terminate(pid: int | None, timeout: float = 20.0) -> None:
+    """SIGTERM (the server finishes what it is answering), then SIGKILL after ``timeout``."""
+    if not alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def local_args(container_args: list, port: int) -> list:
+    """A revision's container command line, made to serve REST on 127.0.0.1:``port`` only."""
+    args, skip = [], False
+    for index, arg in enumerate(container_args):
+        if skip:
+            skip = False
+            continue
+        if arg in ("--host", "--port", "--grpc-port"):
+            skip = True
+            continue
+        if arg == "--no-grpc":
+            continue
+        args.append(arg)
+    return [*args, "--host", "127.0.0.1", "--port", str(port), "--no-grpc"]
+
+
+class LocalPlane:
+    """The plane in one workspace: its state file, its router and its predictor processes."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root else plane_dir()
+        self.state_path = self.root / "state.json"
+        self.logs = self.root / "logs"
+
+    # ------------------------------------------------------------------ state
+
+    def lock(self):
+        """The lock every change of the plane holds (one per workspace, never taken twice by one process)."""
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / "state.lock"), timeout=600)
+
+    def read(self) -> dict | None:
+        if not self.state_path.is_file():
+            return None
+        return json.loads(self.state_path.read_text())
+
+    def write(self, state: dict) -> None:
+        """Replace the state whole (the router never reads half a file)."""
+        service = ServiceState.from_dict(state["service"])
+        state["routes"] = service.routes()
+        partial = self.state_path.with_name(".state.json.partial")
+        partial.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(partial, self.state_path)
+
+    # ------------------------------------------------------------------ processes
+
+    def router_running(self, state: dict | None) -> bool:
+        return bool(state) and alive(state["router"]["pid"])
+
+    def start_router(self, port: int | None) -> dict:
+        """Start the router (detached: it outlives this command) and wait until it answers."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        log = self.logs / "router.log"
+        with open(log, "ab") as output:
+            process = subprocess.Popen([sys.executable, "-m", "reelops.deploy.router", "--state", str(self.state_path),
+                                        "--port", str(port)], stdout=output, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise PlaneError(f"the router exited with code {process.returncode} (log: {log})")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/plane/health", timeout=1).status_code == 200:
+                    return {"pid": process.pid, "port": port, "url": url, "log": str(log)}
+            time.sleep(0.1)
+        terminate(process.pid)
+        raise PlaneError(f"the router did not answer on port {port} within 60 s (log: {log})")
+
+    def start_revision(self, revision: str, container_args: list) -> dict:
+        """Start one revision's predictor and wait until it is ready (its model loaded)."""
+        from reelops.serving.client import wait_until_ready
+
+        self.logs.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        args = local_args(container_args, port)
+        log = self.logs / f"{revision}.log"
+        with open(log, "ab") as output:
+            process = subprocess.Popen([sys.executable, "-m", "reelops.cli", *args], stdout=output,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        name = args[args.index("--name") + 1] if "--name" in args else "movie-recommender"
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}", name, timeout=READY_TIMEOUT, process=process)
+        except (TimeoutError, RuntimeError) as error:
+            terminate(process.pid)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+            raise PlaneError(f"revision {revision} did not become ready: {error}"
+                             f"{': ' + tail[0] if tail else ''} (log: {log})") from error
+        return {"pid": process.pid, "port": port, "args": container_args, "log": str(log)}
+
+    def wait_router_sees(self, state: dict, timeout: float = 10.0) -> None:
+        """Wait until the router routes by ``state`` (it re-reads the file every 0.2 s)."""
+        url = state["router"]["url"]
+        wanted = ServiceState.from_dict(state["service"]).routes()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                seen = httpx.get(f"{url}/plane/health", timeout=2).json()
+                if seen["routes"] == wanted and all(seen["ready"].get(r["revision"]) for r in wanted
+                                                   if r["percent"] > 0 or r.get("tag")):
+                    return
+            time.sleep(0.05)
+        raise PlaneError(f"the router at {url} did not take the new routes within {timeout:.0f} s "
+                         f"(log: {state['router']['log']})")
+
+    def retire(self, state: dict, keep: set) -> list:
+        """Stop the predictors of revisions no route reaches any more (after the router drained them)."""
+        stopped = []
+        for revision, process in list(state["processes"].items()):
+            if revision not in keep:
+                stopped.append(revision)
+        if stopped:
+            time.sleep(DRAIN_SECONDS)
+        for revision in stopped:
+            terminate(state["processes"].pop(revision)["pid"])
+        return stopped
+
+    def stop_all(self, state: dict) -> list:
+        stopped = []
+        terminate(state["router"]["pid"])
+        for revision, process in state["processes"].items():
+            terminate(process["pid"])
+            stopped.append(revision)
+        return stopped

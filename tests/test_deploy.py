@@ -1,0 +1,305 @@
+"""Rollouts on the local serving plane, with every CLI command in its own process and a constant
+load from a separate load-generator process for the whole of each rollout: blue-green switch
+and switch back, a 10% canary's share, promote and rollback, a predictor killed mid-canary,
+the gate enforced, feedback attributed; and the rollout model against KServe's rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from reelops.deploy.rollout import ServiceState, with_canary
+from reelops.manifests import RenderSettings
+from reelops.manifests.check import document_problems
+from reelops.manifests.objects import inference_service
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADGEN = ROOT / "tests" / "loadgen.py"
+NAME = "movie-recommender"
+R1, R2, R3 = (f"{NAME}-predictor-{n:05d}" for n in (1, 2, 3))
+
+
+# ------------------------------------------------------------------ the rollout model (KServe's rules)
+
+
+def _spec(version: int, percent=None, tags=None):
+    spec = inference_service(RenderSettings(), storage_uri=f"s3://models/{version}")
+    return with_canary(spec, percent, tag_routing=tags)
+
+
+def _traffic(service: ServiceState) -> list:
+    return [(r["revision"][-5:], r["percent"], r["tag"]) for r in service.routes()]
+
+
+def test_canary_promote_and_rollback_follow_kserve_rules():
+    service = ServiceState(NAME)
+    service.apply(_spec(1), "1")
+    assert _traffic(service) == [("00001", 100, None)] and service.latest_rolled_out == R1
+    service.apply(_spec(2, 10), "2")
+    assert _traffic(service) == [("00002", 10, None), ("00001", 90, "prev")]
+    assert (service.latest_rolled_out, service.latest_ready) == (R1, R2)
+    # Changing only canaryTrafficPercent makes no revision.
+    assert service.apply(with_canary(service.spec, 30), "2") is None and len(service.revisions) == 2
+    assert _traffic(service) == [("00002", 30, None), ("00001", 70, "prev")]
+    service.apply(with_canary(service.spec, None), "2")  # promote: the field removed
+    assert _traffic(service) == [("00002", 100, None)]
+    assert (service.latest_rolled_out, service.previous_rolled_out) == (R2, R1)
+    service.apply(with_canary(service.spec, 0), "2")  # roll back after the promotion
+    assert _traffic(service) == [("00002", 0, None), ("00001", 100, "prev")] and service.latest_rolled_out == R1
+    # Rolled back during a canary: the canary keeps no traffic.
+    other = ServiceState(NAME)
+    other.apply(_spec(1), "1")
+    other.apply(_spec(2, 10), "2")
+    other.apply(with_canary(other.spec, 0), "2")
+    assert _traffic(other) == [("00002", 0, None), ("00001", 100, "prev")] and other.latest_rolled_out == R1
+
+
+def test_blue_green_uses_tag_routes_and_prev_exists_only_below_100():
+    service = ServiceState(NAME)
+    service.apply(_spec(1), "1")
+    service.apply(_spec(2, 0, tags=True), "2")
+    assert _traffic(service) == [("00002", 0, "latest"), ("00001", 100, "prev")]
+    assert service.serving() == {R1, R2}
+    service.apply(with_canary(service.spec, None), "2")  # switch
+    assert _traffic(service) == [("00002", 100, "latest")] and service.serving() == {R2}
+    service.apply(with_canary(service.spec, 0), "2")  # switch back
+    assert _traffic(service) == [("00002", 0, "latest"), ("00001", 100, "prev")]
+    assert service.latest_rolled_out == R1
+
+
+def test_every_step_is_a_valid_inferenceservice():
+    for spec in (_spec(1), _spec(2, 10), _spec(2, 0, tags=True), with_canary(_spec(2, 10), None)):
+        assert document_problems(spec) == []
+    assert _spec(2, 0, tags=True)["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+
+
+# ------------------------------------------------------------------ the plane, in processes
+
+
+def reelops(workspace: Path, *args, check=True, timeout=300):
+    done = subprocess.run([sys.executable, "-m", "reelops.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "REELOPS_WORKSPACE": str(workspace)}, cwd=workspace)
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A workspace with versions 1 and 2 blessed (1 production) and 3 never gated."""
+    from reelops.data import ingest
+    from reelops.simulate import simulate
+    from reelops.training import train
+
+    root = tmp_path_factory.mktemp("deploy")
+    workspace = root / "workspace"
+    workspace.mkdir()
+    simulate("none", seed=11, out=root / "world", n_users=300, n_movies=400)
+    version = ingest(root / "world", store=root / "datasets").version
+    data = root / "datasets" / version
+    for index, epochs in ((1, 8), (2, 10), (3, 12)):
+        train(data, root / f"m{index}", parameters={"epochs": epochs})
+        if index < 3:
+            reelops(workspace, "gate", "--model-dir", str(root / f"m{index}"), "--data", str(data))
+        reelops(workspace, "registry", "register", str(root / f"m{index}"))
+    yield workspace
+    reelops(workspace, "deploy", "stop", check=False)
+
+
+@pytest.fixture
+def plane(models):
+    """Version 1 deployed alone (production), stopped afterwards whatever happened."""
+    reelops(models, "deploy", "stop")
+    reelops(models, "registry", "promote", "1", "--reason", "test start", check=False)
+    status = json.loads(reelops(models, "deploy", "1", "--json").stdout)
+    assert [(r["version"], r["traffic"]) for r in status["revisions"]] == [("1", 100)]
+    yield {"workspace": models, "url": status["url"]}
+    reelops(models, "deploy", "stop")
+
+
+class Load:
+    """The load generator in its own process at fixed concurrency."""
+
+    def __init__(self, url: str, out: Path, concurrency: int = 8):
+        self.out = out
+        self.process = subprocess.Popen([sys.executable, str(LOADGEN), "--url", url, "--out", str(out),
+                                         "--concurrency", str(concurrency)])
+        time.sleep(1.0)
+
+    def stop(self) -> list:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        return json.loads(self.out.read_text())
+
+
+def failures(records: list) -> list:
+    return [r for r in records if r[2] != 200]
+
+
+def answered(url: str) -> float:
+    """Requests the router answered with 200 so far (its own counter)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("reelops_router_requests_total") and 'status="200"' in line)
+
+
+def served_by(records: list, start: float, end: float) -> dict:
+    counts = {}
+    for began, ended, status, revision, _ in records:
+        if began >= start and ended <= end:
+            counts[revision] = counts.get(revision, 0) + 1
+    return counts
+
+
+def test_blue_green_switch_and_switch_back_under_load_fail_no_request(plane, tmp_path):
+    workspace = plane["workspace"]
+    load = Load(plane["url"], tmp_path / "load.json")
+    try:
+        moments = {"start": time.time()}
+        status = json.loads(reelops(workspace, "deploy", "2", "--strategy", "blue-green", "--json").stdout)
+        moments["deployed"] = time.time()
+        assert {(r["version"], r["traffic"], tuple(r["tags"])) for r in status["revisions"]} == {
+            ("1", 100, ("prev",)), ("2", 0, ("latest",))}
+        # The candidate answers on its latest tag route (Host prefix, as KServe's tag routes).
+        tagged = reelops(workspace, "predict", "--url", plane["url"], "--user", "7", "--json",
+                         "--host-header", f"latest-{NAME}-predictor.reelops.example.com")
+        assert len(json.loads(tagged.stdout)["predictions"][0]["movie_ids"]) == 10
+        time.sleep(1.5)
+        reelops(workspace, "deploy", "promote")
+        moments["switched"] = time.time()
+        time.sleep(1.5)
+        moments["before_back"] = time.time()
+        status = json.loads(reelops(workspace, "deploy", "rollback", "--json").stdout)
+        moments["back"] = time.time()
+        time.sleep(1.5)
+    finally:
+        records = load.stop()
+    assert len(records) > 500
+    assert failures(records) == []
+    # Before the switch only the stable revision took traffic, between switch and back only the
+    # new one, after switching back the stable one again (restarted from its own command line).
+    assert set(served_by(records, moments["start"], moments["deployed"])) == {R1}
+    assert set(served_by(records, moments["switched"], moments["before_back"])) == {R2}
+    assert set(served_by(records, moments["back"], time.time())) == {R1}
+    assert [(r["version"], r["traffic"]) for r in status["revisions"]] == [("1", 100), ("2", 0)]
+    aliases = {v["version"]: v["aliases"] for v in json.loads(reelops(workspace, "registry", "list", "--json").stdout)["versions"]}
+    assert aliases["1"] == ["production"] and aliases["2"] == ["previous"]
+
+
+def test_a_ten_percent_canary_then_promote_and_rollback_under_load(plane, tmp_path):
+    workspace = plane["workspace"]
+    load = Load(plane["url"], tmp_path / "load.json")
+    try:
+        reelops(workspace, "deploy", "2", "--strategy", "canary", "--percent", "10")
+        canary_from, before = time.time(), answered(plane["url"])
+        deadline = time.time() + 120
+        while time.time() < deadline and answered(plane["url"]) - before < 5_600:  # >= 5,000 within the canary
+            time.sleep(1)
+        canary_to = time.time()
+        aliases = json.loads(reelops(workspace, "registry", "list", "--json").stdout)
+        assert "canary" in {v["version"]: v["aliases"] for v in aliases["versions"]}["2"]
+        reelops(workspace, "deploy", "promote")
+        promoted = time.time()
+        time.sleep(1.5)
+        reelops(workspace, "deploy", "rollback")
+        rolled_back = time.time()
+        time.sleep(1.5)
+    finally:
+        records = load.stop()
+    assert failures(records) == []
+    during = served_by(records, canary_from, canary_to)
+    total = sum(during.values())
+    assert total >= 5_000, during
+    assert abs(during.get(R2, 0) / total - 0.10) <= 0.03, during
+    assert set(served_by(records, promoted + 0.5, promoted + 1.5)) == {R2}
+    assert set(served_by(records, rolled_back, time.time())) == {R1}
+    aliases = {v["version"]: v["aliases"] for v in json.loads(reelops(workspace, "registry", "list", "--json").stdout)["versions"]}
+    assert aliases["1"] == ["production"] and aliases["2"] == ["previous"]
+
+
+def test_a_predictor_killed_mid_canary_stops_getting_traffic_within_a_second(plane, tmp_path):
+    workspace = plane["workspace"]
+    status = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", "--json").stdout)
+    canary = next(r for r in status["revisions"] if r["version"] == "2")
+    state = json.loads((workspace / "serving" / "plane" / "state.json").read_text())
+    pid = state["processes"][canary["revision"]]["pid"]
+    load = Load(plane["url"], tmp_path / "load.json")
+    try:
+        time.sleep(1.5)
+        killed = time.time()
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(2.5)
+    finally:
+        records = load.stop()
+    to_canary = [r for r in records if r[3] == R2]
+    assert to_canary and max(r[0] for r in to_canary) <= killed + 1.0
+    # The router sends a request the dead revision did not answer to the stable one: nothing fails.
+    assert failures(records) == []
+    assert len(served_by(records, killed + 1.0, time.time())) == 1
+    after = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)
+    dead = next(r for r in after["revisions"] if r["revision"] == R2)
+    assert not dead["running"] and not dead["ready"]
+    retries = [line for line in httpx.get(f"{plane['url']}/metrics").text.splitlines()
+               if line.startswith("reelops_router_retries_total")]
+    assert retries  # counted, whether or not a request was in flight at the kill
+    reelops(workspace, "deploy", "rollback")
+
+
+def test_deploy_enforces_the_gate_and_a_restarted_cli_finds_the_plane(plane):
+    workspace = plane["workspace"]
+    refused = reelops(workspace, "deploy", "3", check=False)
+    assert refused.returncode == 1 and "version 3" in refused.stderr and "--force --reason" in refused.stderr
+    no_reason = reelops(workspace, "deploy", "3", "--force", check=False)
+    assert no_reason.returncode == 1 and "--force needs --reason" in no_reason.stderr
+    status = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)
+    assert [r["version"] for r in status["revisions"]] == ["1"]  # nothing changed
+    reelops(workspace, "deploy", "3", "--force", "--reason", "hotfix test", "--percent", "20")
+    history = json.loads(reelops(workspace, "registry", "history", "--json").stdout)["history"]
+    assert history[-1]["alias"] == "canary" and history[-1]["to"] == "3" and history[-1]["override"]
+    busy = reelops(workspace, "deploy", "2", check=False)
+    assert busy.returncode == 1 and "canary of version 3 is in progress" in busy.stderr
+    reelops(workspace, "deploy", "rollback")
+    aliases = {v["version"]: v["aliases"] for v in json.loads(reelops(workspace, "registry", "list", "--json").stdout)["versions"]}
+    assert "canary" not in aliases.get("3", [])
+
+
+def test_feedback_is_attributed_to_the_revision_that_served_and_bad_feedback_is_refused(plane):
+    from reelops.deploy.feedback import read_feedback
+
+    workspace, url = plane["workspace"], plane["url"]
+    answer = httpx.post(f"{url}/v1/models/{NAME}:predict", json={"instances": [{"user_id": 5}]}, timeout=30)
+    request_id, movie = answer.headers["X-Request-Id"], answer.json()["predictions"][0]["movie_ids"][0]
+    taken = httpx.post(f"{url}/v1/feedback", json={"user_id": 5, "movie_id": movie, "rating": 4.5,
+                                                     "request_id": request_id})
+    assert taken.json() == {"accepted": 1, "attributed": 1}
+    event = httpx.post(f"{url}/v1/feedback", content=json.dumps([{"user_id": 6, "movie_id": 1, "rating": 2}]),
+                       headers={"ce-type": "org.reelops.feedback", "ce-id": "e-1", "ce-source": "site",
+                                "ce-specversion": "1.0", "Content-Type": "application/json"})
+    assert event.json() == {"accepted": 1, "attributed": 0}
+    for body, field in (({"user_id": 5, "movie_id": 1, "rating": 9}, "feedback.rating"),
+                        ({"user_id": 5, "rating": 3}, "feedback.movie_id"),
+                        ([{"user_id": -1, "movie_id": 1, "rating": 3}], "feedback[0].user_id"),
+                        ({"user_id": 5, "movie_id": 1, "rating": 3, "stars": 3}, "feedback.stars")):
+        refused = httpx.post(f"{url}/v1/feedback", json=body)
+        assert refused.status_code == 400 and refused.json()["error"].startswith(field), refused.text
+    wrong_type = httpx.post(f"{url}/v1/feedback", json={"user_id": 1, "movie_id": 1, "rating": 3},
+                            headers={"ce-type": "org.kubeflow.serving.inference.request", "ce-id": "x",
+                                     "ce-source": "s", "ce-specversion": "1.0"})
+    assert wrong_type.status_code == 400 and "ce-type" in wrong_type.json()["error"]
+    kept = read_feedback(workspace / "serving" / "plane" / "feedback.jsonl")
+    assert kept[-2]["revision"] == R1 and kept[-2]["version"] == "1" and kept[-2]["rating"] == 4.5
+    metrics = httpx.get(f"{url}/metrics").text
+    assert f'reelops_feedback_total{{revision="{R1}",version="1"}} 1.0' in metrics
+    assert f'reelops_feedback_stars_total{{revision="{R1}",version="1"}} 4.5' in metrics
+    for reason, count in (("bad_field", 2), ("missing_field", 1), ("unknown_field", 1), ("bad_event_type", 1)):
+        assert f'reelops_feedback_rejected_total{{reason="{reason}"}} {count}.0' in metrics
+    # The predictor behind the router keeps serving.
+    assert httpx.post(f"{url}/v1/models/{NAME}:predict", json={"instances": [{"user_id": 5}]}).status_code == 200
