@@ -168,7 +168,7 @@ def upload(name: str, host: str, client=None) -> tuple:
 
 
 def submit(name: str, host: str, experiment: str = "reelops", params: dict | None = None,
-           service_account: str | None = None) -> dict:
+           service_account: str | None = None, wait: float | None = None) -> dict:
     """Upload the pipeline (or a new version) and start a run on a Kubeflow Pipelines host.
 
     Args:
@@ -177,6 +177,8 @@ def submit(name: str, host: str, experiment: str = "reelops", params: dict | Non
         experiment: the experiment the run goes to (created when missing).
         params: pipeline parameters.
         service_account: the Kubernetes service account the run's pods use (KFP's default when None).
+        wait: seconds to wait for the run to finish (not at all when None); its final state is
+            returned as ``state``.
     """
     client = _client(host)
     pipeline_id, version_id = upload(name, host, client)
@@ -184,7 +186,11 @@ def submit(name: str, host: str, experiment: str = "reelops", params: dict | Non
     run = client.run_pipeline(experiment_id=experiment_id, job_name=f"{name}-{version_name()}", params=params or {},
                               pipeline_id=pipeline_id, version_id=version_id, enable_caching=True,
                               service_account=service_account)
-    return {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id, "run_id": run.run_id}
+    result = {"pipeline_id": pipeline_id, "version_id": version_id, "experiment_id": experiment_id, "run_id": run.run_id}
+    if wait:
+        finished = client.wait_for_run_completion(run.run_id, timeout=wait, sleep_duration=min(15, max(1, int(wait / 20))))
+        result["state"] = str(finished.state)
+    return result
 
 
 def schedule(name: str, host: str, cron: str, experiment: str = "reelops", params: dict | None = None,

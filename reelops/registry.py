@@ -746,6 +746,11 @@ def resolve_alias(alias: str) -> str:
     return version
 
 
+def artifact_uri(version) -> str:
+    """Where the tracking store keeps a version's run artifacts (its ``model_dir`` is below)."""
+    return client().get_run(_model_version(version).run_id).info.artifact_uri
+
+
 def download_model(version) -> Path:
     """The model directory of a version, downloaded once into the workspace cache.
 

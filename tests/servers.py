@@ -117,3 +117,15 @@ def mlflow_server(root: Path, artifacts: str | None = None, env: dict | None = N
             yield {"url": url, "root": root}
         finally:
             stop(process)
+
+
+def reply_json(handler, body, status: int = 200) -> None:
+    """Answer a ``BaseHTTPRequestHandler`` request with a JSON body (the stand-in API servers)."""
+    import json
+
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

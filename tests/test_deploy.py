@@ -303,3 +303,133 @@ def test_feedback_is_attributed_to_the_revision_that_served_and_bad_feedback_is_
         assert f'reelops_feedback_rejected_total{{reason="{reason}"}} {count}.0' in metrics
     # The predictor behind the router keeps serving.
     assert httpx.post(f"{url}/v1/models/{NAME}:predict", json={"instances": [{"user_id": 5}]}).status_code == 200
+
+
+# ------------------------------------------------------------------ the KServe target (a stand-in API server)
+
+ISVC_PATH = "/apis/serving.kserve.io/v1beta1/namespaces/reelops/inferenceservices"
+
+
+@pytest.fixture
+def cluster(models, tmp_path):
+    """A copy of the registry workspace (its aliases are the test's own) and a stand-in API server."""
+    import shutil
+
+    from tests.kube_api import KubeApi
+
+    workspace = tmp_path / "workspace"
+    shutil.copytree(models, workspace, ignore=shutil.ignore_patterns("serving"))
+    reelops(workspace, "registry", "promote", "1", "--reason", "cluster test start", check=False)
+    api = KubeApi()
+    yield {"workspace": workspace, "api": api, "kubeconfig": str(api.kubeconfig(tmp_path / "kubeconfig"))}
+    api.close()
+
+
+def kube(cluster, *args, check=True):
+    return reelops(cluster["workspace"], "deploy", *args, "--target", "kserve", "--kubeconfig", cluster["kubeconfig"],
+                   "--timeout", "5", "--json", check=check)
+
+
+def writes(api) -> list:
+    """The writes the API server received: ``(verb, name, body)``, both InferenceServices."""
+    return [(verb, (body or {}).get("metadata", {}).get("name") or path.rsplit("/", 1)[-1], body, content_type)
+            for verb, path, body, content_type in api.requests if verb != "GET"]
+
+
+def predictor_status(result: dict, name: str = NAME) -> tuple:
+    service = result["services"][name]
+    return ([(t["revisionName"][-5:], t["percent"], t.get("tag")) for t in service["traffic"]],
+            service["latestRolledoutRevision"][-5:], (service["previousRolledoutRevision"] or "")[-5:])
+
+
+def aliases_of(workspace) -> dict:
+    listed = json.loads(reelops(workspace, "registry", "list", "--json").stdout)["versions"]
+    return {v["version"]: v["aliases"] for v in listed if v["aliases"]}
+
+
+def test_canary_promote_and_rollback_on_kserve_send_what_kserve_expects(cluster):
+    api, workspace = cluster["api"], cluster["workspace"]
+    first = json.loads(kube(cluster, "1", "--storage-uri", "s3://models/1").stdout)
+    assert [(verb, name) for verb, name, _, _ in writes(api)] == [("POST", NAME), ("POST", f"{NAME}-grpc")]
+    assert predictor_status(first) == ([("00001", 100, None)], "00001", "")
+    api.requests.clear()
+
+    canary = json.loads(kube(cluster, "2", "--strategy", "canary", "--percent", "10", "--storage-uri",
+                             "s3://models/2").stdout)
+    sent = writes(api)
+    assert [(verb, name) for verb, name, _, _ in sent] == [("PUT", NAME), ("PUT", f"{NAME}-grpc")]
+    predictor = sent[0][2]["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10 and "s3://models/2" in predictor["containers"][0]["args"]
+    assert sent[0][2]["metadata"]["annotations"]["reelops.io/model-version"] == "2"
+    assert predictor_status(canary) == ([("00002", 10, None), ("00001", 90, "prev")], "00001", "")
+    assert predictor_status(canary, f"{NAME}-grpc")[0] == [("00002", 10, None), ("00001", 90, "prev")]
+    assert aliases_of(workspace) == {"1": ["production"], "2": ["canary"]}
+    api.requests.clear()
+
+    promoted = json.loads(kube(cluster, "promote").stdout)
+    sent = writes(api)
+    assert [verb for verb, _, _, _ in sent] == ["PUT", "PUT"]
+    assert "canaryTrafficPercent" not in sent[0][2]["spec"]["predictor"]
+    assert predictor_status(promoted) == ([("00002", 100, None)], "00002", "00001")
+    assert aliases_of(workspace) == {"1": ["previous"], "2": ["production"]}
+    api.requests.clear()
+
+    rolled_back = json.loads(kube(cluster, "rollback").stdout)
+    sent = writes(api)
+    assert [verb for verb, _, _, _ in sent] == ["PATCH", "PATCH"]
+    assert sent[0][3] == "application/merge-patch+json"
+    assert sent[0][2]["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert predictor_status(rolled_back) == ([("00002", 0, None), ("00001", 100, "prev")], "00001", "00001")
+    assert aliases_of(workspace) == {"1": ["production"], "2": ["previous"]}
+    shown = json.loads(kube(cluster, "status").stdout)
+    assert shown["services"][NAME]["phase"] == "rolled-back" and shown["services"][NAME]["ready"]
+
+    # A canary rolled back before its promotion: the same template makes no new revision.
+    again = json.loads(kube(cluster, "2", "--percent", "20", "--storage-uri", "s3://models/2").stdout)
+    assert predictor_status(again) == ([("00002", 20, None), ("00001", 80, "prev")], "00001", "00001")
+    assert aliases_of(workspace)["2"] == ["canary", "previous"]
+    withdrawn = json.loads(kube(cluster, "rollback").stdout)
+    assert predictor_status(withdrawn) == ([("00002", 0, None), ("00001", 100, "prev")], "00001", "00001")
+    assert aliases_of(workspace) == {"1": ["production"], "2": ["previous"]}
+
+
+def test_blue_green_switch_and_switch_back_on_kserve(cluster):
+    api, workspace = cluster["api"], cluster["workspace"]
+    kube(cluster, "1", "--storage-uri", "s3://models/1")
+    api.requests.clear()
+    staged = json.loads(kube(cluster, "2", "--strategy", "blue-green", "--storage-uri", "s3://models/2").stdout)
+    body = writes(api)[0][2]
+    assert body["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    assert body["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert predictor_status(staged) == ([("00002", 0, "latest"), ("00001", 100, "prev")], "00001", "")
+    switched = json.loads(kube(cluster, "promote").stdout)
+    assert predictor_status(switched) == ([("00002", 100, "latest")], "00002", "00001")
+    back = json.loads(kube(cluster, "rollback").stdout)
+    assert predictor_status(back) == ([("00002", 0, "latest"), ("00001", 100, "prev")], "00001", "00001")
+    assert [verb for verb, name, _, _ in writes(api) if name == NAME] == ["PUT", "PUT", "PATCH"]
+    assert aliases_of(workspace) == {"1": ["production"], "2": ["previous"]}
+
+
+def test_cluster_failures_are_one_line_and_move_no_alias(cluster, tmp_path):
+    api, workspace = cluster["api"], cluster["workspace"]
+    kube(cluster, "1", "--storage-uri", "s3://models/1")
+    before = aliases_of(workspace)
+
+    missing = reelops(workspace, "deploy", "2", "--target", "kserve", "--kubeconfig", str(tmp_path / "nope"),
+                      "--storage-uri", "s3://models/2", check=False)
+    assert missing.returncode == 1 and f"no kubeconfig at {tmp_path / 'nope'}" in missing.stderr
+    unknown = reelops(workspace, "deploy", "2", "--target", "kserve", "--kubeconfig", cluster["kubeconfig"],
+                      "--namespace", "elsewhere", "--storage-uri", "s3://models/2", check=False)
+    assert unknown.returncode == 1 and "namespace 'elsewhere' not found" in unknown.stderr
+    api.forbidden = True
+    refused = kube(cluster, "2", "--storage-uri", "s3://models/2", check=False)
+    assert refused.returncode == 1 and "forbidden to replace InferenceService reelops/movie-recommender" in refused.stderr
+    api.forbidden = False
+    api.never_ready = True
+    stuck = kube(cluster, "2", "--storage-uri", "s3://models/2", check=False)
+    assert stuck.returncode == 1 and "did not become ready within 5 s: RevisionFailed" in stuck.stderr
+    local_store = kube(cluster, "2", check=False)  # the registry's artifacts are on this machine's disk
+    assert local_store.returncode == 1 and "which a cluster cannot read" in local_store.stderr
+    for error in (missing, unknown, refused, stuck, local_store):
+        assert len(error.stderr.strip().splitlines()) == 1, error.stderr
+    assert aliases_of(workspace) == before

@@ -47,7 +47,7 @@ def test_the_committed_manifests_are_what_the_code_renders(tmp_path):
 def test_every_committed_manifest_passes_the_checks():
     report = check_folder(COMMITTED)
     assert report.problems == []
-    assert report.documents == 17
+    assert report.documents == 20
     kinds = {d["kind"] for path in COMMITTED.glob("*.yaml") for d in documents(path.name)}
     assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "Deployment",
                      "Service", "InferenceService", "PodMonitor", "PrometheusRule", "ConfigMap", "CronJob"}
@@ -92,7 +92,7 @@ TYPOS = {
                          "Additional properties are not allowed ('replica' was unexpected)"),
     "CronJob field": ("recurring-monitoring.yaml", 0, lambda d: d["spec"].__setitem__("concurencyPolicy", "Forbid"),
                       "'concurencyPolicy' was unexpected"),
-    "Role verb list type": ("rbac.yaml", 3, lambda d: d["rules"][0].__setitem__("verbs", "get"),
+    "Role verb list type": ("rbac.yaml", 4, lambda d: d["rules"][0].__setitem__("verbs", "get"),
                             "rules.0.verbs: 'get' is not of type 'array'"),
     "PodMonitor field": ("monitoring.yaml", 0,
                          lambda d: d["spec"]["podMetricsEndpoints"][0].__setitem__("portNumbr", 8080),
@@ -120,7 +120,7 @@ def test_the_check_command_fails_in_its_own_process_naming_the_problem(tmp_path)
                           timeout=300)
     assert done.returncode == 1
     assert "problem: inferenceservice.yaml#0 InferenceService/movie-recommender .spec.predictor.minReplica" in done.stdout
-    assert "17 documents checked, 1 problems" in done.stdout
+    assert "20 documents checked, 1 problems" in done.stdout
     ok = subprocess.run([BIN / "reelops", "manifests", "check", str(COMMITTED), "--json"], capture_output=True,
                         text=True, timeout=300)
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
@@ -193,6 +193,7 @@ def test_the_pipeline_runner_may_only_get_and_patch_inferenceservices_in_its_nam
     assert runner["metadata"]["namespace"] == "reelops"
     assert runner["rules"] == [{"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
                                 "verbs": ["get", "list", "watch", "patch"]}]
+    assert roles["reelops-deployer"]["rules"][0]["verbs"] == ["get", "list", "watch", "create", "update", "patch"]
     bindings = {b["metadata"]["name"]: b for b in by_kind("RoleBinding")}
     assert bindings["reelops-pipeline-runner"]["subjects"] == [
         {"kind": "ServiceAccount", "name": "reelops-pipeline-runner", "namespace": "reelops"}]
@@ -252,6 +253,10 @@ def test_the_ci_and_cd_workflows_exist_and_do_what_they_promise():
     run = "\n".join(step.get("run", "") for job in cd["jobs"].values() for step in job["steps"])
     assert "docker push" in run and "RepoDigests" in run and "reelops pipeline submit training" in run
     assert cd["jobs"]["pipelines"]["env"]["REELOPS_IMAGE"] == "${{ needs.images.outputs.pipeline }}"
+    assert "--wait" in run  # training finishes before anything is deployed
+    assert "reelops deploy canary --strategy canary --percent 10 --target kserve" in run
+    assert cd["jobs"]["deploy"]["env"]["REELOPS_SERVE_IMAGE"] == "${{ needs.images.outputs.serve }}"
+    assert cd["jobs"]["deploy"]["needs"] == ["images", "pipelines"]
 
 
 def _lint(tool: str, *args, cwd=ROOT):

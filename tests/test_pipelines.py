@@ -24,6 +24,7 @@ import reelops
 from reelops import registry
 from reelops.pipelines import PIPELINE_NAMES, compile_pipeline, run_local, schedule, submit
 from reelops.pipelines.structure import pipeline_structure
+from tests.servers import reply_json
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "pipelines" / "golden"
@@ -196,18 +197,15 @@ class _KfpApi(http.server.BaseHTTPRequestHandler):
         pass
 
     def _reply(self, body: dict, status: int = 200):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply_json(self, body, status)
 
     def do_GET(self):
         self.calls.append(("GET", self.path, b""))
         path, _, query = self.path.partition("?")
         if path.startswith("/apis/v2beta1/healthz"):
             return self._reply({"multi_user": False})
+        if path.startswith("/apis/v2beta1/runs/"):
+            return self._reply({"run_id": path.rsplit("/", 1)[-1], "display_name": "run", "state": "SUCCEEDED"})
         if path == "/apis/v2beta1/pipelines/p-1/versions":
             # Answers the display_name filter as the server does: the versions uploaded under that name.
             wanted = json.loads(urllib.parse.parse_qs(query)["filter"][0])["predicates"][0]["stringValue"]
@@ -275,6 +273,10 @@ def test_submit_and_schedule_send_the_expected_requests(kfp_api):
     assert not [path for method, path, _ in calls if "upload" in path]
     run = json.loads([body for method, path, body in calls if path.startswith("/apis/v2beta1/runs")][0])
     assert run["service_account"] == "reelops-pipeline-runner"
+    # --wait: the run's final state, read back from the API (what CD waits on before deploying).
+    waited = submit("training", host, wait=30)
+    assert waited["state"] == "SUCCEEDED" and ("GET", "/apis/v2beta1/runs/r-1") in [
+        (method, path.split("?")[0]) for method, path, _ in calls]
 
     calls.clear()
     result = schedule("monitoring", host, "0 0 3 * * *")

@@ -17,8 +17,17 @@ def add_commands(commands, with_json) -> None:
     deploy.add_argument("what", metavar="VERSION|ACTION", help=f"a registered version, or one of {', '.join(ACTIONS)}")
     deploy.add_argument("--strategy", choices=["canary", "blue-green"], default="canary")
     deploy.add_argument("--percent", type=int, default=10, help="the canary's share of traffic (1-99, default 10)")
-    deploy.add_argument("--target", choices=["local"], default="local",
-                        help="where: the local serving plane (one router, one predictor process per revision)")
+    deploy.add_argument("--target", choices=["local", "kserve"], default="local",
+                        help="local: the local serving plane (one router, one predictor process per revision); "
+                             "kserve: a cluster through KServeClient")
+    deploy.add_argument("--namespace", default=None, help="kserve: the namespace (default: the kubeconfig context's)")
+    deploy.add_argument("--kubeconfig", default=None, help="kserve: kubeconfig file (default: KUBECONFIG, ~/.kube/config, "
+                                                           "or the pod's in-cluster configuration)")
+    deploy.add_argument("--timeout", type=float, default=600.0,
+                        help="kserve: seconds to wait for an InferenceService to become ready (default 600)")
+    deploy.add_argument("--storage-uri", default=None,
+                        help="kserve: where the cluster reads the version's model folder (default: its artifact "
+                             "location in the tracking store)")
     deploy.add_argument("--port", type=int, default=None, help="the router's port when the plane starts (default: free)")
     deploy.add_argument("--force", action="store_true", help="deploy a version the gate did not bless (needs --reason)")
     deploy.add_argument("--reason", default=None, help="why (recorded in the alias history)")
@@ -28,13 +37,16 @@ def add_commands(commands, with_json) -> None:
 def cmd_deploy(args) -> None:
     from reelops import deploy
 
+    where = {"target": args.target}
+    if args.target == "kserve":
+        where["cluster"] = {"namespace": args.namespace, "kubeconfig": args.kubeconfig, "timeout": args.timeout}
     try:
         if args.what == "status":
-            result = deploy.status()
+            result = deploy.status(**where)
         elif args.what == "promote":
-            result = deploy.promote(reason=args.reason)
+            result = deploy.promote(reason=args.reason, **where)
         elif args.what == "rollback":
-            result = deploy.rollback(reason=args.reason)
+            result = deploy.rollback(reason=args.reason, **where)
         elif args.what == "stop":
             result = deploy.stop()
             emit(args, result, lambda r: print(f"stopped {len(r['stopped'])} revision(s) and the router"
@@ -42,10 +54,10 @@ def cmd_deploy(args) -> None:
             return
         else:
             result = deploy.deploy(args.what, strategy=args.strategy, percent=args.percent, force=args.force,
-                                   reason=args.reason, port=args.port, target=args.target)
-    except (deploy.DeployError, deploy.RolloutError) as error:
+                                   reason=args.reason, port=args.port, storage_uri=args.storage_uri, **where)
+    except deploy.DeployError as error:
         raise CommandError(str(error)) from error
-    emit(args, result, render_status)
+    emit(args, result, render_cluster_status if args.target == "kserve" else render_status)
 
 
 def render_status(result: dict) -> None:
@@ -63,3 +75,20 @@ def render_status(result: dict) -> None:
     status = result["status"]
     print(f"latestRolledoutRevision {status['latestRolledoutRevision']}, "
           f"previousRolledoutRevision {status['previousRolledoutRevision'] or '-'}")
+
+
+def render_cluster_status(result: dict) -> None:
+    """The InferenceServices as KServe reports them: one row per traffic target."""
+    from reelops.console import print_table
+
+    if not result["services"]:
+        print(f"no reelops InferenceService in namespace {result['namespace']}")
+        return
+    for name, service in result["services"].items():
+        rows = [[t.get("revisionName", ""), f"{t.get('percent', 0)}%", t.get("tag") or "-",
+                 "yes" if t.get("latestRevision") else "no"] for t in service["traffic"]]
+        print_table(rows, ["revision", "traffic", "tag", "latest"],
+                    title=f"{result['namespace']}/{name}  {service['url'] or '-'}  ready: {'yes' if service['ready'] else 'no'}"
+                          f"  phase: {service['phase']}  latest version: {service['latest_version']}")
+        print(f"latestRolledoutRevision {service['latestRolledoutRevision'] or '-'}, "
+              f"previousRolledoutRevision {service['previousRolledoutRevision'] or '-'}")

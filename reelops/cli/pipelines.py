@@ -36,6 +36,8 @@ def add_commands(commands, with_json) -> None:
     submit.add_argument("name", choices=names)
     submit.add_argument("--host", required=True)
     submit.add_argument("--experiment", default="reelops")
+    submit.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                        help="wait for the run to finish; a run that does not succeed is an error")
     schedule = with_json(pipeline_commands.add_parser("schedule", help="create a recurring run on Kubeflow"))
     schedule.add_argument("name", choices=names)
     schedule.add_argument("--host", required=True)
@@ -75,7 +77,10 @@ def cmd_pipeline(args) -> None:
         emit(args, result, lambda r: print(f"pipeline {r['pipeline']} finished: {r['state']} (outputs under {r['pipeline_root']})"))
     elif action == "submit":
         result = pipelines.submit(args.name, args.host, experiment=args.experiment, params=params,
-                                  service_account=args.service_account)
+                                  service_account=args.service_account, wait=args.wait)
+        if args.wait and result.get("state") != "SUCCEEDED":
+            raise CommandError(f"run {result['run_id']} of pipeline {args.name} ended {result.get('state')}, "
+                               f"not SUCCEEDED (waited up to {args.wait:g} s)")
         emit(args, result, lambda r: print(f"submitted run {r['run_id']} of pipeline {r['pipeline_id']} version {r['version_id']}"))
     elif action == "schedule":
         result = pipelines.schedule(args.name, args.host, args.cron, experiment=args.experiment, params=params,

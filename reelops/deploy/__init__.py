@@ -21,19 +21,15 @@ import json
 import time
 
 from reelops.deploy.local import LocalPlane, PlaneError, alive
-from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, RolloutError, ServiceState, template_of,
-                                    with_canary)
+from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, DeployError, RolloutError, ServiceState,
+                                    template_of, with_canary)
 
 __all__ = ["BLUE_GREEN", "CANARY", "STRATEGIES", "DeployError", "RolloutError", "deploy", "promote", "rollback", "status",
            "stop"]
 
-TARGETS = ("local",)
+TARGETS = ("local", "kserve")
 STABLE, ROLLED_BACK = "stable", "rolled-back"
 SMOKE_USER = 1
-
-
-class DeployError(RuntimeError):
-    """A deployment step that cannot be taken (says why; nothing changed)."""
 
 
 def _settings(storage_uri: str):
@@ -83,18 +79,28 @@ def _record(state: dict, action: str, **detail) -> None:
                                             "action": action, **detail})
 
 
+def _cluster(cluster: dict | None):
+    from reelops.deploy.kserve_target import KServeTarget
+
+    return KServeTarget(**(cluster or {}))
+
+
 def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = False, reason: str | None = None,
-           port: int | None = None, target: str = "local") -> dict:
+           port: int | None = None, target: str = "local", cluster: dict | None = None,
+           storage_uri: str | None = None) -> dict:
     """Roll out ``version`` with ``strategy`` on the target; returns :func:`status`.
 
     Args:
-        version: a registered model version.
+        version: a registered model version, or an alias naming one (``canary``).
         strategy: ``canary`` or ``blue-green`` (the first deployment serves all traffic either way).
         percent: the canary's share of traffic (1-99).
         force: deploy a version the gate did not bless; needs ``reason`` (both recorded).
         reason: why (in the alias history).
         port: the router's port for a plane that is not running yet (a free one by default).
-        target: ``local``.
+        target: ``local`` (the local serving plane) or ``kserve`` (a cluster, through KServeClient).
+        cluster: for ``kserve``: ``namespace``, ``kubeconfig``, ``timeout`` (see KServeTarget).
+        storage_uri: for ``kserve``: where the cluster reads the version's model folder (by
+            default its artifact location in the tracking store, which must be s3://, gs://, ...).
 
     Raises:
         DeployError: the version may not serve, a rollout is in progress, or a revision
@@ -103,6 +109,8 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
     from reelops import registry
 
     version = str(version)
+    if version in registry.ALIASES:  # e.g. the blessed candidate: reelops deploy canary
+        version = registry.resolve_alias(version)
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
     if strategy not in STRATEGIES:
@@ -111,6 +119,18 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         raise DeployError(f"--percent must be within 1-99 for a canary, got {percent}")
     override = _may_serve(version, force, reason)
     reason = reason or f"deployed ({strategy})"
+    if target == "kserve":
+        from reelops.deploy.kserve_target import cluster_storage_uri
+
+        kube = _cluster(cluster)
+        step = kube.deploy(version, strategy, percent, storage_uri or cluster_storage_uri(version), override)
+        # The cluster took the change: only now does an alias move.
+        if step == "first":
+            if registry.aliases().get(registry.PRODUCTION) != version:
+                registry.promote(version, reason=reason, force=override)
+        else:
+            registry.set_canary(version, reason, override=override)
+        return kube.status()
     plane = LocalPlane()
     with plane.lock():
         state = plane.read()
@@ -204,9 +224,15 @@ def _require_plane(plane: LocalPlane) -> dict:
     return state
 
 
-def promote(reason: str | None = None) -> dict:
+def promote(reason: str | None = None, target: str = "local", cluster: dict | None = None) -> dict:
     """Give the canary (or the blue-green candidate) all traffic and make it ``production``."""
     from reelops import registry
+
+    if target == "kserve":
+        kube = _cluster(cluster)
+        version, override = kube.promote()
+        registry.promote(version, reason=reason or "promoted", force=override)
+        return kube.status()
 
     plane = LocalPlane()
     with plane.lock():
@@ -227,9 +253,18 @@ def promote(reason: str | None = None) -> dict:
     return status()
 
 
-def rollback(reason: str | None = None) -> dict:
+def rollback(reason: str | None = None, target: str = "local", cluster: dict | None = None) -> dict:
     """All traffic back to the version that served before (a rollout in progress, or the last promotion)."""
     from reelops import registry
+
+    if target == "kserve":
+        kube = _cluster(cluster)
+        version, in_progress = kube.rollback()
+        if in_progress:
+            registry.clear_canary(reason or "rolled back")
+        else:
+            registry.rollback(reason or "rolled back")
+        return kube.status()
 
     plane = LocalPlane()
     with plane.lock():
@@ -275,9 +310,13 @@ def stop() -> dict:
     return {"stopped": stopped}
 
 
-def status() -> dict:
-    """What serves: the router's URL, each revision's version, process, readiness and traffic."""
+def status(target: str = "local", cluster: dict | None = None) -> dict:
+    """What serves: the router's URL, each revision's version, process, readiness and traffic
+    (on ``kserve``: both InferenceServices' revisions, traffic, readiness and URL as KServe reports them)."""
     import httpx
+
+    if target == "kserve":
+        return _cluster(cluster).status()
 
     plane = LocalPlane()
     state = plane.read()

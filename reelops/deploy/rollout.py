@@ -30,12 +30,17 @@ import copy
 import json
 from dataclasses import dataclass, field
 
-TAG_ROUTING = "serving.kserve.io/enable-tag-routing"
+from reelops.manifests.objects import TAG_ROUTING_ANNOTATION as TAG_ROUTING
+
 CANARY, BLUE_GREEN = "canary", "blue-green"
 STRATEGIES = (CANARY, BLUE_GREEN)
 
 
-class RolloutError(RuntimeError):
+class DeployError(RuntimeError):
+    """A deployment step that cannot be taken (says why; nothing changed, no alias moved)."""
+
+
+class RolloutError(DeployError):
     """A rollout step that does not apply to the current state (says why)."""
 
 

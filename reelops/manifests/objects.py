@@ -17,6 +17,7 @@ RUN_AS = 10001
 PIPELINE_RUNNER = "reelops-pipeline-runner"
 PREDICTOR_ACCOUNT = "reelops-predictor"
 SCHEDULER_ACCOUNT = "reelops-scheduler"
+DEPLOYER_ACCOUNT = "reelops-deployer"
 # KServe's Serverless mode (Knative) is the one that implements canaryTrafficPercent and tag routes.
 SERVERLESS = "Serverless"
 REST_PORT, GRPC_PORT = 8080, 8081
@@ -49,16 +50,21 @@ def rbac(settings: RenderSettings) -> list:
     The pipeline runner (the account pipeline runs use) may read and patch InferenceServices
     in this namespace only: a rollout moves traffic on an existing service. The scheduler
     may create runs in Kubeflow Pipelines (multi-user KFP checks these verbs on
-    ``pipelines.kubeflow.org`` with a SubjectAccessReview). The predictor's account holds
-    no role: it reads only its secrets, which arrive as environment variables.
+    ``pipelines.kubeflow.org`` with a SubjectAccessReview). The deployer (what CD's
+    ``reelops deploy --target kserve`` uses) may also create and replace them. The
+    predictor's account holds no role: it reads only its secrets, which arrive as
+    environment variables.
     """
     accounts = [k8s.V1ServiceAccount(api_version="v1", kind="ServiceAccount",
                                      metadata=_meta(settings, name, component))
                 for name, component in ((PIPELINE_RUNNER, "pipeline-runner"), (PREDICTOR_ACCOUNT, "predictor"),
-                                        (SCHEDULER_ACCOUNT, "scheduler"))]
+                                        (SCHEDULER_ACCOUNT, "scheduler"), (DEPLOYER_ACCOUNT, "deployer"))]
     rules = {
         PIPELINE_RUNNER: [k8s.V1PolicyRule(api_groups=["serving.kserve.io"], resources=["inferenceservices"],
                                            verbs=["get", "list", "watch", "patch"])],
+        # `reelops deploy --target kserve` creates the InferenceServices and replaces them on a rollout.
+        DEPLOYER_ACCOUNT: [k8s.V1PolicyRule(api_groups=["serving.kserve.io"], resources=["inferenceservices"],
+                                            verbs=["get", "list", "watch", "create", "update", "patch"])],
         SCHEDULER_ACCOUNT: [k8s.V1PolicyRule(api_groups=["pipelines.kubeflow.org"],
                                              resources=["pipelines", "pipelines/versions", "experiments", "runs"],
                                              verbs=["get", "list", "create"])],
@@ -108,9 +114,21 @@ SCRATCH_ENVIRONMENT = {"HOME": "/tmp/home", "REELOPS_WORKSPACE": "/tmp/reelops"}
 _SCRATCH_ENV = [k8s.V1EnvVar(name=name, value=value) for name, value in SCRATCH_ENVIRONMENT.items()]
 
 
+MODEL_VERSION_ANNOTATION = "reelops.io/model-version"
+TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
+
+
 def inference_service(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
                       canary_traffic_percent: int | None = None, allow_unblessed: bool = False) -> dict:
-    """The predictor as a KServe InferenceService in Serverless mode.
+    """The predictor as a KServe InferenceService (a dictionary); see :func:`inference_service_object`."""
+    return serialize(inference_service_object(settings, protocol, storage_uri, canary_traffic_percent,
+                                              allow_unblessed))
+
+
+def inference_service_object(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
+                             canary_traffic_percent: int | None = None, allow_unblessed: bool = False,
+                             tag_routing: bool = False, model_version: str | None = None):
+    """The predictor as a KServe ``V1beta1InferenceService`` in Serverless mode.
 
     A Serverless revision exposes one port, so REST and gRPC are two InferenceServices: the
     REST one declares 8080 (``http1``), the gRPC one 8081 named ``h2c`` (Knative then speaks
@@ -124,6 +142,9 @@ def inference_service(settings: RenderSettings, protocol: str = "rest", storage_
         storage_uri: the model version to serve; ``settings.storage_uri`` (or its alias) when None.
         canary_traffic_percent: the share of traffic for this revision during a canary rollout.
         allow_unblessed: serve a model the gate did not bless (a deployment override).
+        tag_routing: give revisions their ``latest-`` and ``prev-`` tag routes (blue-green).
+        model_version: the registry version the storage URI holds (an annotation, read back
+            by ``reelops deploy status --target kserve``).
     """
     from reelops.serving import import_kserve
 
@@ -162,9 +183,11 @@ def inference_service(settings: RenderSettings, protocol: str = "rest", storage_
         metadata=_meta(settings, name, "predictor", annotations={
             "serving.kserve.io/deploymentMode": SERVERLESS,
             "serving.kserve.io/enable-prometheus-scraping": "true",
+            **({TAG_ROUTING_ANNOTATION: "true"} if tag_routing else {}),
+            **({MODEL_VERSION_ANNOTATION: str(model_version)} if model_version is not None else {}),
         }),
         spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor))
-    return serialize(service)
+    return service
 
 
 def mlflow_server(settings: RenderSettings) -> list:
