@@ -27,7 +27,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.serving import LUA, ML100K, ensure_wrk, load, load_arguments  # noqa: E402
+from benchmarks.serving import LUA, ML100K, ensure_wrk, free_port, load, load_arguments  # noqa: E402
 
 
 def reelops(workspace: Path, *args) -> str:
@@ -42,6 +42,7 @@ def main() -> None:
     args = load_arguments(__doc__, "rollout.py")
     from reelops.console import print_table
     from reelops.data import ingest
+    from reelops.serving.client import wait_until_ready
     from reelops.training import train
 
     wrk = ensure_wrk()
@@ -49,6 +50,7 @@ def main() -> None:
     workspace = scratch / "workspace"
     script = scratch / "post.lua"
     script.write_text(LUA)
+    proxy = None
     try:
         version = ingest(ML100K, store=scratch / "datasets").version
         train(scratch / "datasets" / version, scratch / "model", holdout="none")
@@ -56,8 +58,15 @@ def main() -> None:
         # Not gated here (the gate needs a holdout): deployed under a recorded override.
         status = json.loads(reelops(workspace, "deploy", registered["version"], "--force", "--reason",
                                     "benchmark", "--json"))
-        urls = {"through the router": status["url"],
-                "predictor directly": f"http://127.0.0.1:{status['revisions'][0]['port']}"}
+        direct = f"http://127.0.0.1:{status['revisions'][0]['port']}"
+        # For context, not a goal: a plain aiohttp reverse proxy (no routing, no ids, no metrics)
+        # in front of the same predictor shows what one aiohttp hop costs on this machine now.
+        proxy_port = free_port()
+        proxy = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "_bare_servers.py"), "proxy",
+                                  str(proxy_port), direct])
+        urls = {"through the router": status["url"], "predictor directly": direct,
+                "plain aiohttp proxy": f"http://127.0.0.1:{proxy_port}"}
+        wait_until_ready(urls["plain aiohttp proxy"], timeout=60, process=proxy)
         for url in urls.values():
             load(wrk, url, 4, 2, script)  # warm-up
         cells = {name: {c: [] for c in (16, 1)} for name in urls}
@@ -66,9 +75,10 @@ def main() -> None:
             for c in (16, 1):
                 for name in order:
                     cells[name][c].append(load(wrk, urls[name], c, args.duration, script))
-        router, direct = cells["through the router"], cells["predictor directly"]
+        router, direct, plain = cells["through the router"], cells["predictor directly"], cells["plain aiohttp proxy"]
         throughput = [r["rps"] / d["rps"] for r, d in zip(router[16], direct[16])]
         added = [r["p50"] - d["p50"] for r, d in zip(router[1], direct[1])]
+        plain_added = [p["p50"] - d["p50"] for p, d in zip(plain[1], direct[1])]
         rows = [[name, c, float(np.median([run["rps"] for run in runs])), float(np.median([run["p50"] for run in runs])),
                  float(np.median([run["p99"] for run in runs])), sum(run["non_2xx"] for run in runs)]
                 for name, by_c in cells.items() for c, runs in by_c.items()]
@@ -80,7 +90,11 @@ def main() -> None:
               f"{'met' if ratio >= 0.9 else 'NOT met'} (per repeat: {', '.join(f'{x:.2f}' for x in throughput)})")
         print(f"p50 added by the router at concurrency 1: {extra:.2f} ms (goal <= 0.5 ms): "
               f"{'met' if extra <= 0.5 else 'NOT met'} (per repeat: {', '.join(f'{x:.2f}' for x in added)})")
+        print(f"p50 added by a plain aiohttp proxy at concurrency 1, same run: {float(np.median(plain_added)):.2f} ms "
+              f"(per repeat: {', '.join(f'{x:.2f}' for x in plain_added)})")
     finally:
+        if proxy is not None and proxy.poll() is None:
+            proxy.kill()
         subprocess.run([sys.executable, "-m", "reelops.cli", "deploy", "stop"], capture_output=True,
                        env={**os.environ, "REELOPS_WORKSPACE": str(workspace)})
         shutil.rmtree(scratch, ignore_errors=True)
