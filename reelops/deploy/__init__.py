@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import time
 
-from reelops.deploy.local import LocalPlane, PlaneError, alive
+from reelops.deploy.local import LocalPlane, PlaneError, alive, terminate
 from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, DeployError, RolloutError, ServiceState,
                                     template_of, with_canary)
 
@@ -124,12 +124,7 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
 
         kube = _cluster(cluster)
         step = kube.deploy(version, strategy, percent, storage_uri or cluster_storage_uri(version), override)
-        # The cluster took the change: only now does an alias move.
-        if step == "first":
-            if registry.aliases().get(registry.PRODUCTION) != version:
-                registry.promote(version, reason=reason, force=override)
-        else:
-            registry.set_canary(version, reason, override=override)
+        _aliases_after_deploy(version, step == "first", reason, override)  # the cluster took the change
         return kube.status()
     plane = LocalPlane()
     with plane.lock():
@@ -160,8 +155,6 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
             process = state["processes"][revision] if running else plane.start_revision(revision, _container_args(spec))
         except PlaneError as error:
             if first:
-                from reelops.deploy.local import terminate
-
                 terminate(router["pid"])
             raise DeployError(str(error)) from error
         service.apply(spec, version)
@@ -182,8 +175,6 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
                 _smoke_test(state)
         except (PlaneError, RuntimeError) as error:
             # Back to what served before; the new revision goes away.
-            from reelops.deploy.local import terminate
-
             if first:
                 plane.stop_all(state)
                 plane.state_path.unlink()
@@ -192,14 +183,31 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
                 if not running:
                     terminate(process["pid"])
             raise DeployError(f"{revision} (version {version}) was not taken into service: {error}") from error
-        if first:
-            if registry.aliases().get(registry.PRODUCTION) != version:
-                registry.promote(version, reason=reason, force=override)
-        else:
-            registry.set_canary(version, reason, override=override)
+        _aliases_after_deploy(version, first, reason, override)
+        if not first:
             plane.retire(state, keep=service.serving())
             plane.write(state)
     return status()
+
+
+def _aliases_after_deploy(version: str, first: bool, reason: str, override: bool) -> None:
+    """The registry follows a deployment that succeeded: the first one is production, a rollout canary."""
+    from reelops import registry
+
+    if not first:
+        registry.set_canary(version, reason, override=override)
+    elif registry.aliases().get(registry.PRODUCTION) != version:
+        registry.promote(version, reason=reason, force=override)
+
+
+def _aliases_after_rollback(in_progress: bool, reason: str) -> None:
+    """The registry follows a rollback: a rollout's canary is withdrawn, or production goes back."""
+    from reelops import registry
+
+    if in_progress:
+        registry.clear_canary(reason)
+    else:
+        registry.rollback(reason)
 
 
 def _smoke_test(state: dict) -> None:
@@ -255,15 +263,10 @@ def promote(reason: str | None = None, target: str = "local", cluster: dict | No
 
 def rollback(reason: str | None = None, target: str = "local", cluster: dict | None = None) -> dict:
     """All traffic back to the version that served before (a rollout in progress, or the last promotion)."""
-    from reelops import registry
-
     if target == "kserve":
         kube = _cluster(cluster)
-        version, in_progress = kube.rollback()
-        if in_progress:
-            registry.clear_canary(reason or "rolled back")
-        else:
-            registry.rollback(reason or "rolled back")
+        _, in_progress = kube.rollback()
+        _aliases_after_rollback(in_progress, reason or "rolled back")
         return kube.status()
 
     plane = LocalPlane()
@@ -289,10 +292,7 @@ def rollback(reason: str | None = None, target: str = "local", cluster: dict | N
         _record(state, "rollback", version=version, to=service.revision(back_to).version, reason=reason)
         plane.write(state)
         plane.wait_router_sees(state)
-        if in_progress:
-            registry.clear_canary(reason)
-        else:
-            registry.rollback(reason)
+        _aliases_after_rollback(in_progress, reason)
         plane.retire(state, keep=service.serving())
         plane.write(state)
     return status()

@@ -188,10 +188,7 @@ class LocalPlane:
 
     def retire(self, state: dict, keep: set) -> list:
         """Stop the predictors of revisions no route reaches any more (after the router drained them)."""
-        stopped = []
-        for revision, process in list(state["processes"].items()):
-            if revision not in keep:
-                stopped.append(revision)
+        stopped = [revision for revision in state["processes"] if revision not in keep]
         if stopped:
             time.sleep(DRAIN_SECONDS)
         for revision in stopped:
