@@ -170,9 +170,6 @@ class KServeTarget:
 
     def deploy(self, version: str, strategy: str, percent: int, storage_uri: str, override: bool) -> str:
         """Apply the strategy's first step for ``version``; returns ``"first"`` or the strategy."""
-        from reelops.serving import import_kserve
-
-        import_kserve()
         from reelops.registry import MODEL_NAME
 
         current = self.read(MODEL_NAME)
