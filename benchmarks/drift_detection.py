@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +75,7 @@ def run_scenario(monitor, cut, naive, scenario: str, strength: float, seed: int)
     onset_index = int((stream["timestamp"] < world.onset).sum())
     flags = {name: [] for name in DETECTORS}
     ends, timings, verdicts = [], [], []
+    p_values = {name: [] for name in MONITOR_DETECTORS}  # (combined, {feature: p}) per window
     for index, start in enumerate(range(0, len(stream) - WINDOW + 1, WINDOW)):
         window = stream.iloc[start: start + WINDOW]
         began = time.perf_counter()
@@ -83,6 +83,8 @@ def run_scenario(monitor, cut, naive, scenario: str, strength: float, seed: int)
         timings.append(time.perf_counter() - began)
         for name in DETECTORS[:4]:
             flags[name].append(findings.detectors[name].drift)
+            if findings.detectors[name].available:
+                p_values[name].append((findings.detectors[name].p_value, dict(findings.detectors[name].p_values)))
         flags["verdict"].append(findings.verdict != "none")
         verdicts.append(findings.verdict)
         flags["mean_rating"].append(abs(window["rating"].mean() - naive[0]) > 3 * naive[1])
@@ -90,16 +92,21 @@ def run_scenario(monitor, cut, naive, scenario: str, strength: float, seed: int)
     ends = np.array(ends)
     after = ends > onset_index  # windows that hold post-onset ratings
     before = ~after
-    result = {"timings": timings, "onset_index": onset_index, "verdicts": verdicts}
+    result = {"timings": timings, "onset_index": onset_index, "verdicts": verdicts, "p_values": p_values}
     for name, values in flags.items():
         values = np.array(values, dtype=bool)
         fired = np.flatnonzero(values & after)
         delay = int(ends[fired[0]] - onset_index) if len(fired) else None
         if scenario == "none":
             result[name] = {"false_alarm_windows": int(values.sum()), "windows": int(len(values))}
+
         else:
             result[name] = {"delay": delay, "false_alarm_windows": int((values & before).sum()),
                             "windows_before": int(before.sum()), "post_flag_share": float(values[after].mean())}
+    # The verdict that names the scenario's kind: "concept" for a taste shift alone, any alarm otherwise.
+    named = np.array([v == "concept" if scenario == "taste_shift" else v != "none" for v in verdicts], dtype=bool)
+    fired = np.flatnonzero(named & after)
+    result["named_verdict_delay"] = int(ends[fired[0]] - onset_index) if len(fired) else None
     result["verdicts_after"] = [v for v, a in zip(verdicts, after) if a]
     result["delays_after"] = [int(end - onset_index) for end in ends[after]]
     return result
@@ -167,8 +174,52 @@ def main() -> None:
         print(f"taste_shift (strength 1), no deadline: verdict 'concept' at some point after onset in "
               f"{len(found) / len(taste):.0%} of seeds (median {median} ratings after onset); "
               f"the first alarming verdict after onset is 'concept' in {first.count('concept') / len(taste):.0%}")
+    if ("none", strengths[0]) in results:
+        print_calibration(results[("none", strengths[0])])
+    for strength in strengths:
+        print_delay_curve(results, scenarios, strength, args.seeds)
     print(f"all detectors per window: median {np.median(timings) * 1000:.1f} ms, p95 {np.percentile(timings, 95) * 1000:.1f} ms "
           f"(goal <= 50 ms)")
+
+
+def print_calibration(runs: list) -> None:
+    """Share of p-values below 0.05 (and below 0.002, the detectors' level) on the ``none`` windows."""
+    rows = []
+    for name in MONITOR_DETECTORS:
+        pairs = [pair for r in runs for pair in r["p_values"][name]]
+        if not pairs:
+            continue
+        combined = np.array([p for p, _ in pairs])
+        share = np.mean(combined < 0.05)
+        rows.append([name, "combined", len(combined), f"{share:.1%}", f"{np.mean(combined < 0.002):.2%}",
+                     "met" if 0.03 <= share <= 0.08 else "NOT met (3-8%)"])
+        for feature in sorted({f for _, features in pairs for f in features}):
+            values = np.array([features[feature] for _, features in pairs if feature in features])
+            share = np.mean(values < 0.05)
+            rows.append(["", feature, len(values), f"{share:.1%}", f"{np.mean(values < 0.002):.2%}",
+                         "met" if share <= 0.08 else "NOT met (<= 8%)"])
+    print_table(rows, ["detector", "p-value", "none windows", "below 0.05", "below 0.002", "goal"],
+                title="calibration on the none windows: share of p-values below 0.05 (goal 3-8% combined, <= 8% per feature)")
+    print()
+
+
+CURVE = (1000, 2000, 4000, 6000, 10000)
+
+
+def print_delay_curve(results: dict, scenarios: list, strength: float, seeds: int) -> None:
+    """Share of seeds caught within each delay, per scenario and detector (and the verdict naming it)."""
+    rows = []
+    for scenario in scenarios:
+        runs = results.get((scenario, strength), [])
+        if scenario == "none" or not runs:
+            continue
+        for name in [*MONITOR_DETECTORS, "named verdict"]:
+            delays = [r["named_verdict_delay"] if name == "named verdict" else r[name]["delay"] for r in runs]
+            rows.append([scenario, name, *(f"{np.mean([d is not None and d <= c for d in delays]):.0%}" for c in CURVE)])
+    print_table(rows, ["scenario", "detector", *(f"<= {c:,}" for c in CURVE)],
+                title=f"delay curve, strength {strength:g}, {seeds} seeds: share of seeds caught within N ratings of onset "
+                      "(named verdict: 'concept' for taste_shift, any alarm otherwise)")
+    print()
 
 
 if __name__ == "__main__":

@@ -53,7 +53,58 @@ def test_population_shift_is_data_drift_in_user_features(setup):
     assert sum(f.detectors["user_data_drift"].drift for f in findings) >= 3
     assert all(f.verdict in ("data", "both") for f in findings if f.detectors["user_data_drift"].drift)
     p_values = findings[0].detectors["user_data_drift"].p_values
-    assert set(p_values) == {"age", "activity", "gender", "occupation"}
+    assert set(p_values) == {"age", "gender", "occupation"}
+
+
+def test_findings_report_sizes_and_an_alarm_needs_a_material_change(setup):
+    monitor = setup["monitor"]
+    findings = _post_onset_findings(setup, "population_shift", windows=2)
+    result = findings[1].detectors["user_data_drift"]
+    assert set(result.sizes) == set(result.p_values) and all(0 <= v <= 1 for v in result.sizes.values())
+    assert result.p_value == pytest.approx(min(1.0, 3 * min(result.p_values.values())))
+    assert result.drift and max(result.sizes.values()) >= 0.1
+    movie = findings[1].detectors["movie_data_drift"]
+    assert {"age_at_rating", "genre", "popularity_band", "new_title", "unseen_titles"} <= set(movie.sizes)
+    # The same significant change, with a materiality no change can reach: reported, no alarm.
+    from reelops.monitoring.monitor import Materiality
+
+    world, tables, stream = _stream(setup, "population_shift")
+    start = int((stream["timestamp"] < world.onset).sum()) + 1000
+    window = stream.iloc[start: start + 1000]
+    saved = monitor.materiality
+    try:
+        monitor.materiality = Materiality(share=1.01)
+        quiet = monitor.check(window, tables["users"], tables["movies"], seed=1).detectors["user_data_drift"]
+    finally:
+        monitor.materiality = saved
+    assert min(quiet.p_values.values()) < quiet.threshold and not quiet.drift
+    assert "significant but not material" in quiet.note
+
+
+def test_calibrated_p_values_scale_with_the_measured_dispersion():
+    from scipy import stats
+
+    from reelops.monitoring.statistics import chi_square_calibrated, dispersion, ks_calibrated, leave_one_out
+
+    assert chi_square_calibrated(12.0, 4, 1.0) == pytest.approx(stats.chi2.sf(12.0, 4))
+    assert chi_square_calibrated(12.0, 4, 2.0) == pytest.approx(stats.chi2.sf(6.0, 4))
+    rng = np.random.default_rng(1)
+    left, right = rng.normal(size=60), rng.normal(0.5, 1, size=900)
+    textbook = stats.ks_2samp(left, right, mode="asymp")
+    assert ks_calibrated(textbook.statistic, 60, 900, 1.0) == pytest.approx(textbook.pvalue, rel=0.05)
+    assert ks_calibrated(textbook.statistic, 60, 900, 3.0) > textbook.pvalue
+    # A window inside the pooled reference looks closer to it than it is; the factor undoes it.
+    assert leave_one_out(1.0, 100, 1000) == pytest.approx(1100 / 900)
+    assert dispersion([2.0, 4.0]) == 3.0 and dispersion([0.01]) == 0.5 and dispersion([]) == 1.0
+
+
+def test_a_reference_from_an_older_reelops_is_refused(setup, tmp_path):
+    folder = setup["monitor"].save(tmp_path / "monitoring")
+    reference = json.loads((folder / "reference.json").read_text())
+    reference.pop("version")
+    (folder / "reference.json").write_text(json.dumps(reference))
+    with pytest.raises(ValueError, match="retrain"):
+        Monitor.load(setup["monitor"].model, folder)
 
 
 def test_new_releases_move_movie_features(setup):

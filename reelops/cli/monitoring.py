@@ -32,10 +32,12 @@ def cmd_monitor(args) -> None:
         rows = []
         for name in DETECTORS:
             item = output["summary"][name]
-            latest = ", ".join(f"{k} {v:.2g}" for k, v in item["latest_p_values"].items()) or item["note"] or "-"
+            sizes = item.get("latest_sizes", {})
+            latest = ", ".join(f"{k} {v:.2g}" + (f" (size {sizes[k]:.2f})" if k in sizes else "")
+                               for k, v in item["latest_p_values"].items()) or item["note"] or "-"
             rows.append([name, item["windows"], item["alarms"], item["first_alarm_after_ratings"], latest,
                          ", ".join(f"{k} {v}" for k, v in item["unjudged"].items()) or "-"])
-        print_table(rows, ["detector", "windows", "alarms", "first alarm after", "latest p-values", "unjudged"],
+        print_table(rows, ["detector", "windows", "alarms", "first alarm after", "latest p-values (size of change)", "unjudged"],
                     title=f"monitoring {output['data']} with model {output['model_version'] or output['model_dir']}")
         checked = output["input"]
         if checked["kind"] == "raw source":

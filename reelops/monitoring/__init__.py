@@ -4,12 +4,14 @@ A :class:`Monitor` is built at training time from the model's training rows (inp
 held-out rows (errors), saved with the model version (``MODEL_DIR/monitoring/``, Alibi
 Detect detectors through ``save_detector``), and fed windows of production data:
 
-- **user data drift**: age, activity, gender and occupation of the users who show up,
-  each user counted once per window (people rate in sessions: counted per rating, every
-  window of real data looks drifted); KS for numeric and chi-square for categorical
-  features (Alibi Detect ``TabularDrift``), Bonferroni over features;
-- **movie data drift**: release year, primary genre and training-popularity band of the
-  movies rated, at most ``pairs_per_user`` ratings per user;
+- **user data drift**: age, gender and occupation of the users who show up, each user
+  counted once per window (people rate in sessions: counted per rating, every window of
+  real data looks drifted); KS for numeric and chi-square for categorical features
+  (Alibi Detect ``TabularDrift``), calibrated against the training windows' own variation,
+  Bonferroni over features;
+- **movie data drift**: age at rating time, primary genre, training-popularity band and
+  "never rated before" of the movies rated, at most ``pairs_per_user`` ratings per user,
+  and the share of ratings on titles the model never saw;
 - **prediction drift**: the model's predicted ratings for known users (against held-out
   rows) and the training popularity of the movies every user asks about (against
   training windows), each a ``TabularDrift``, and how concentrated the window's activity
@@ -21,16 +23,18 @@ Detect detectors through ``save_detector``), and fed windows of production data:
   depend on the genre of the movie (tastes changed), a test within each user against the
   association the held-out errors already had;
 - **verdict**: ``concept`` when errors move and inputs do not, ``data`` when inputs move
-  and errors do not, ``both``, or ``none``, with the evidence.
+  and errors do not, ``both``, or ``none``, with the evidence. Every feature reports a
+  calibrated p-value and the size of its change; an alarm needs both a significant and a
+  material change (:class:`Materiality`).
 
 Inputs a detector cannot judge (missing columns, NaN, unknown categories, users without
 demographics) are counted and reported; they never become a silent "no drift" or a false
 "drift".
 """
 
-from reelops.monitoring.monitor import (DETECTORS, VERDICTS, DetectorResult, Findings, Monitor, MonitoringInputError,
-                                        build_monitor, load_monitor, monitor_dataset)
+from reelops.monitoring.monitor import (DETECTORS, VERDICTS, DetectorResult, Findings, Materiality, Monitor,
+                                        MonitoringInputError, build_monitor, load_monitor, monitor_dataset)
 from reelops.monitoring.windows import REQUIRED_COLUMNS, WINDOW_SIZE, time_windows
 
-__all__ = ["DETECTORS", "REQUIRED_COLUMNS", "VERDICTS", "WINDOW_SIZE", "DetectorResult", "Findings", "Monitor",
+__all__ = ["DETECTORS", "REQUIRED_COLUMNS", "VERDICTS", "WINDOW_SIZE", "DetectorResult", "Findings", "Materiality", "Monitor",
            "MonitoringInputError", "build_monitor", "load_monitor", "monitor_dataset", "time_windows"]

@@ -67,7 +67,10 @@ class DriftBackend:
         raise NotImplementedError
 
     def predict(self, detector, window: np.ndarray) -> dict:
-        """``{"is_drift": bool, "p_val": per-feature p-values, "threshold": float}``."""
+        """``{"is_drift": bool, "p_val": per-feature p-values, "distance": per-feature statistics,
+        "threshold": float}``: the textbook p-values (independent rows) and the statistics
+        behind them (chi-square for categorical features, the KS distance for numeric ones),
+        which the monitor calibrates against training windows."""
         raise NotImplementedError
 
     def save(self, detector, folder: Path) -> None:
@@ -87,10 +90,11 @@ class AlibiBackend(DriftBackend):
         )
 
     def predict(self, detector, window):
-        result = detector.predict(window.astype(np.float32), drift_type="feature", return_p_val=True)["data"]
+        result = detector.predict(window.astype(np.float32), drift_type="feature", return_p_val=True,
+                                  return_distance=True)["data"]
         p_values = np.asarray(result["p_val"], dtype=float)
         return {"is_drift": bool(np.any(np.asarray(result["is_drift"]))), "p_val": p_values,
-                "threshold": float(result["threshold"])}
+                "distance": np.asarray(result["distance"], dtype=float), "threshold": float(result["threshold"])}
 
     def save(self, detector, folder):
         alibi()["save_detector"](detector, str(folder))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,8 @@ from scipy import stats
 
 from reelops.data.layouts import GENRES
 from reelops.monitoring.backend import DEFAULT_BACKEND, DriftBackend
-from reelops.monitoring.statistics import cluster_t_test, within_user, within_user_genre_test
+from reelops.monitoring.statistics import (KS_NULL_MEAN, chi_square_calibrated, cluster_z, dispersion,
+                                           genre_evidence, genre_lean_change, ks_calibrated, leave_one_out, within_user)
 from reelops.monitoring.windows import (REQUIRED_COLUMNS, WINDOW_SIZE, category_codes, primary_genre, sample_per_user,
                                         time_windows)
 
@@ -26,6 +27,41 @@ VERDICTS = ("none", "data", "concept", "both", "unjudged")
 # Every detector of a window, in the order they are reported.
 DETECTORS = ("user_data_drift", "movie_data_drift", "prediction_drift", "model_drift")
 _POPULARITY_BANDS = 5
+# What a saved reference holds: 2 = tests calibrated against training windows, sizes of
+# change, the movie's age at rating time. Older references are refused (retrain).
+REFERENCE_VERSION = 2
+_SECONDS_PER_YEAR = 365.25 * 86_400
+
+
+def _recent(windows: list, share: float = 0.5, least: int = 8) -> list:
+    """The later training windows, which calibrate the tests: a world keeps moving slowly
+    (users join, sessions lengthen), and production follows the end of training, not its
+    start. Whole when there are too few."""
+    return windows[-max(least, int(len(windows) * share)):]
+
+
+@dataclass
+class Materiality:
+    """How large a significant change must be to raise an alarm (README, "Materiality").
+
+    Attributes:
+        share: distance between a feature's distribution in the window and in training:
+            total variation for categories (the share of the window that would have to
+            move), the KS distance for numbers (the largest gap between cumulative shares).
+        concentration: rise of the largest share of a window's users who rated one title.
+        error_stars: rise of the mean absolute error, in stars.
+        lean_stars: largest change of how a user's errors lean on one genre, in stars.
+    """
+
+    share: float = 0.1
+    concentration: float = 0.05
+    error_stars: float = 0.05
+    lean_stars: float = 0.1
+
+
+# The unit of each reported feature's size, which names its materiality threshold.
+_SIZE_UNITS = {"activity_concentration": "concentration", "mean_abs_error": "error_stars",
+               "errors_by_genre_within_user": "lean_stars"}
 
 
 class MonitoringInputError(ValueError):
@@ -34,7 +70,12 @@ class MonitoringInputError(ValueError):
 
 @dataclass
 class DetectorResult:
-    """One detector's finding on one window."""
+    """One detector's finding on one window.
+
+    ``p_values`` are calibrated per feature (about 5% of unchanged windows fall below 0.05);
+    ``p_value`` combines them (Bonferroni); ``sizes`` say how large each change is;
+    ``drift`` needs a feature both significant (below ``threshold``) and material.
+    """
 
     name: str
     drift: bool
@@ -44,11 +85,13 @@ class DetectorResult:
     unjudged: dict = field(default_factory=dict)
     available: bool = True
     note: str = ""
+    sizes: dict = field(default_factory=dict)
+    p_value: float | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "drift": self.drift, "available": self.available, "threshold": self.threshold,
-                "rows": self.rows, "p_values": {k: float(v) for k, v in self.p_values.items()},
-                "unjudged": self.unjudged, "note": self.note}
+                "rows": self.rows, "p_value": self.p_value, "p_values": {k: float(v) for k, v in self.p_values.items()},
+                "sizes": {k: float(v) for k, v in self.sizes.items()}, "unjudged": self.unjudged, "note": self.note}
 
 
 @dataclass
@@ -71,20 +114,28 @@ class Findings:
 class Monitor:
     """Drift detectors of one model version, with their reference.
 
+    Every test is calibrated against windows of the training period, not only against the
+    pooled training rows: real windows vary more than independent rows would (people rate
+    in sessions, a blockbuster week crowds one title), so each feature's statistic is
+    scaled by how much it varied from one training window to the next (its dispersion, at
+    least 1). An alarm needs a change that is both significant and material.
+
     Args:
         model: the fitted model whose inputs, predictions and errors are watched.
         backend: the drift-test library (Alibi Detect by default).
         p_value: family-wise level of each detector (per window).
         pairs_per_user: ratings per user per window used by the movie and prediction tests.
+        materiality: how large a significant change must be to alarm.
     """
 
     def __init__(self, model, backend: DriftBackend = DEFAULT_BACKEND, p_value: float = 0.002, pairs_per_user: int = 2,
-                 window_size: int = WINDOW_SIZE):
+                 window_size: int = WINDOW_SIZE, materiality: Materiality | None = None):
         self.model = model
         self.backend = backend
         self.p_value = p_value
         self.pairs_per_user = pairs_per_user
         self.window_size = window_size
+        self.materiality = materiality or Materiality()
         self.detectors: dict = {}
         self.reference: dict = {}
 
@@ -98,19 +149,30 @@ class Monitor:
         popularity = pd.Series(self.model.popularity_, index=self.model.movie_ids_)
         rated_popularity = popularity.reindex(train_rows["movie_id"]).to_numpy()
         edges = np.unique(np.quantile(rated_popularity, np.linspace(0, 1, _POPULARITY_BANDS + 1)[1:-1]))
-        self.reference = {"occupations": occupations, "genders": ["F", "M"], "popularity_edges": edges.tolist(),
-                          "p_value": self.p_value, "pairs_per_user": self.pairs_per_user, "window_size": self.window_size}
-        windows = time_windows(train_rows, self.window_size) or [train_rows]
+        self.reference = {"version": REFERENCE_VERSION, "occupations": occupations, "genders": ["F", "M"],
+                          "popularity_edges": edges.tolist(), "p_value": self.p_value,
+                          "pairs_per_user": self.pairs_per_user, "window_size": self.window_size,
+                          "materiality": asdict(self.materiality),
+                          "categories": {}, "calibration": {}, "shares": {}}
+        # Windows of the whole training period, held-out rows included: a user's later
+        # ratings go to the held-out set and lean to less popular titles, so windows of the
+        # training rows alone lack what every production window holds.
+        period = pd.concat([train_rows, heldout_rows], ignore_index=True) if len(heldout_rows) else train_rows
+        windows = time_windows(period, self.window_size) or [period]
         user_rows = [self._user_features(w, users)[0] for w in windows]
-        movie_rows = [self._movie_features(w, movies, seed=i)[0] for i, w in enumerate(windows)]
-        self.reference["categories"] = {}
+        recent = _recent(windows)
+        # Movie and popularity references from the later training windows, each with the
+        # popularity its titles had from the ratings before it, as production sees them.
+        past = self._past_popularity(windows, len(recent))
+        movie_rows = [self._movie_features(w, movies, seed=i, popularity=p)[0] for i, (w, p) in enumerate(zip(recent, past))]
         if occupations and sum(len(r) for r in user_rows):
-            self._build_tabular("user_data_drift", user_rows, {2: range(2), 3: range(len(occupations))})
-        self._build_tabular("movie_data_drift", movie_rows, {1: range(1, len(GENRES)), 2: range(len(edges) + 1)})
+            self._build_tabular("user_data_drift", user_rows, {1: range(2), 2: range(len(occupations))})
+        self._build_tabular("movie_data_drift", movie_rows,
+                            {1: range(1, len(GENRES)), 2: range(len(edges) + 1), 3: range(2)})
         # On the log scale: the share is a maximum, skewed to the right; a normal z-test
         # on the raw share alarmed in 2.8% of unchanged windows at p < 0.001, on its log
         # in 0.5% (8 seeds), and a popularity shock still scores z > 4.
-        log_concentration = np.log([self._concentration(w) for w in windows])
+        log_concentration = np.log([self._concentration(w) for w in _recent(windows)])
         self.reference["concentration"] = {
             "log_mean": float(log_concentration.mean()),
             "log_sd": float(log_concentration.std(ddof=1)) if len(log_concentration) > 1 else 0.0,
@@ -118,26 +180,32 @@ class Monitor:
         # Predictions and errors: on held-out rows, which the model did not see in training.
         # The popularity of what is asked about: from training windows, which hold users at
         # every stage (newcomers ask about more popular titles than old hands).
-        popularity_rows = [self._prediction_features(w, seed=i)[1] for i, w in enumerate(windows)]
-        self.detectors["asked_popularity"] = self.backend.tabular(np.vstack(popularity_rows), {}, self.p_value / 4)
+        self._build_tabular("asked_popularity", [self._prediction_features(w, seed=i, popularity=p)[1]
+                                                 for i, (w, p) in enumerate(zip(recent, past))], {})
         if len(heldout_rows):
-            rating_rows = [self._prediction_features(w, seed=i)[0]
-                           for i, w in enumerate(time_windows(heldout_rows, self.window_size) or [heldout_rows])]
-            self.detectors["prediction_drift"] = self.backend.tabular(np.vstack(rating_rows), {}, self.p_value / 4)
+            heldout_windows = time_windows(heldout_rows, self.window_size) or [heldout_rows]
+            self._build_tabular("prediction_drift",
+                                [self._prediction_features(w, seed=i)[0] for i, w in enumerate(heldout_windows)], {})
             # Only the personal path is judged: a reference for the side-feature path (held-out
             # users served as if new) proved optimistic, because those users' own training
             # rows shaped the side features, and it alarmed in an unchanged world.
             errors, flags = self._errors(heldout_rows)
-            self.reference["errors"] = {"personal": self._error_reference(errors, flags)}
+            reference = self._error_reference(errors, flags)
+            reference["dispersion"] = self._error_dispersion(heldout_windows, reference)
+            self.reference["errors"] = {"personal": reference}
         return self
 
     def _build_tabular(self, name: str, window_rows: list, categorical: dict) -> None:
-        """A TabularDrift detector whose categories a window can fill.
+        """A TabularDrift detector whose categories a window can fill, calibrated on the windows.
 
         A chi-square on cells with an expected count near zero alarms far more often than
         its level says, and a window holds only a few dozen users. So categories whose
         expected count in a typical window is under 5 share one bucket; a value outside
         the vocabulary (never seen in training) is counted as unjudged, not tested.
+
+        Each training window is then judged against the pooled reference like a production
+        window; how much more their statistics spread than the textbook null (chi-square,
+        or Kolmogorov for the KS distance) is each feature's dispersion.
 
         Args:
             window_rows: the reference rows of each training window.
@@ -155,8 +223,50 @@ class Monitor:
             groups[str(column)] = {"kept": kept, "rare": rare, "vocabulary": [float(v) for v in vocabulary]}
         self.reference["categories"][name] = groups
         encoded, _ = self._encode(name, rows)
+        self.reference["shares"][name] = {
+            column: (np.bincount(encoded[:, int(column)].astype(int), minlength=self._bucket_count(name, column))
+                     / len(encoded)).tolist() for column in groups}
         self.detectors[name] = self.backend.tabular(
-            encoded, {int(c): len(g["kept"]) + int(g["rare"]) for c, g in groups.items()}, self.p_value)
+            encoded, {int(c): self._bucket_count(name, c) for c in groups}, self.p_value)
+        scaled = [[] for _ in range(encoded.shape[1])]
+        for window in _recent(window_rows):
+            window, _ = self._encode(name, window)
+            if len(window) < 5 or len(window) >= len(encoded):
+                continue
+            distances = self.backend.predict(self.detectors[name], window)["distance"]
+            for column, distance in enumerate(distances):
+                if str(column) in groups:
+                    null_scaled = distance / max(self._bucket_count(name, str(column)) - 1, 1)
+                else:
+                    effective = len(window) * len(encoded) / (len(window) + len(encoded))
+                    null_scaled = effective * distance ** 2 / KS_NULL_MEAN
+                scaled[column].append(leave_one_out(null_scaled, len(window), len(encoded)))
+        self.reference["calibration"][name] = {"reference_rows": int(len(encoded)), "windows": len(window_rows),
+                                               "dispersion": [dispersion(values) for values in scaled]}
+
+    def _past_popularity(self, windows: list, last: int) -> list:
+        """For each of the ``last`` training windows, its titles' ratings in the windows before
+        it, scaled to the whole training period.
+
+        Production asks about titles whose training popularity was counted before they were
+        asked about; a training window judged against counts that include itself, or later
+        windows, looked as if it asked about more popular titles than any later window would
+        (on ml-100k the unchanged continuation alarmed in a third of its windows).
+        """
+        counts = np.zeros(len(self.model.movie_ids_))
+        seen, past = 0, []
+        total = float(self.model.popularity_.sum())
+        for position, window in enumerate(windows):
+            if position >= len(windows) - last:
+                past.append(counts * (total / seen) if seen else self.model.popularity_)
+            index = self.model.movie_index(window["movie_id"].to_numpy())
+            counts = counts + np.bincount(index[index >= 0], minlength=len(counts))
+            seen += len(window)
+        return past
+
+    def _bucket_count(self, name: str, column) -> int:
+        group = self.reference["categories"][name][str(column)]
+        return len(group["kept"]) + int(group["rare"])
 
     def _encode(self, name: str, rows: np.ndarray) -> tuple:
         """Map categorical columns to bucket codes; rows with values outside the vocabulary are dropped."""
@@ -175,17 +285,23 @@ class Monitor:
     # ------------------------------------------------------------------ features of a window
 
     def _user_features(self, window: pd.DataFrame, users: pd.DataFrame) -> tuple:
-        """(rows, unjudged counts): one row per distinct user: age, log activity, gender, occupation."""
+        """(rows, unjudged counts): one row per distinct user: age, gender, occupation.
+
+        Who the users are, not how they use the site: how many ratings a user gives in a
+        window (sessions) changed on ml-100k's own continuation in every window (KS 0.3 to
+        0.5 while the training windows agreed with each other) with the same people, so
+        it is not a feature of user data drift.
+        """
         counts = window.groupby("user_id").size()
         unjudged = {}
         if users is None or len(users) == 0:
-            return np.zeros((0, 4)), {"users_without_demographics": int(len(counts))}
+            return np.zeros((0, 3)), {"users_without_demographics": int(len(counts))}
         table = self._cached("users", users, lambda u: u.drop_duplicates("user_id").set_index("user_id")).reindex(counts.index)
         missing = table["gender"].isna() & table["occupation"].isna() & table["age"].isna()
         ages = pd.to_numeric(table["age"], errors="coerce").to_numpy(float)
         genders = category_codes(table["gender"].tolist(), self.reference["genders"])
         occupations = category_codes(table["occupation"].tolist(), self.reference["occupations"])
-        rows = np.column_stack([ages, np.log1p(counts.to_numpy(float)), genders, occupations])
+        rows = np.column_stack([ages, genders, occupations])
         ok = ~missing.to_numpy() & np.isfinite(ages) & (genders >= 0) & (occupations >= 0)
         if missing.any():
             unjudged["users_without_demographics"] = int(missing.sum())
@@ -221,11 +337,29 @@ class Monitor:
             "popularity": popularity.to_numpy(),
         }, index=catalogue.index)
 
-    def _movie_features(self, window: pd.DataFrame, movies: pd.DataFrame, seed: int) -> tuple:
+    def _movie_features(self, window: pd.DataFrame, movies: pd.DataFrame, seed: int, popularity=None) -> tuple:
+        """(rows, unjudged counts): up to ``pairs_per_user`` ratings per user: the movie's age at
+        rating time (years), its primary genre, its training-popularity band and whether
+        it is a title nobody had rated before (1) or not (0).
+
+        ``popularity``: ratings per model movie to band by instead of the training counts
+        (a training window's, from the ratings before it; see :meth:`_past_popularity`).
+        """
         sample = sample_per_user(window, self.pairs_per_user, seed)
         table = self._movie_table(movies).reindex(sample["movie_id"])
-        band = np.searchsorted(np.asarray(self.reference["popularity_edges"]), table["popularity"].to_numpy(), side="right")
-        rows = np.column_stack([table["year"].to_numpy(), table["genre"].to_numpy(), band])
+        if popularity is None:
+            popularity = table["popularity"].to_numpy()
+        else:
+            index = self.model.movie_index(sample["movie_id"].to_numpy())
+            popularity = np.where(index >= 0, popularity[np.maximum(index, 0)], table["popularity"].to_numpy())
+        band = np.searchsorted(np.asarray(self.reference["popularity_edges"]), popularity, side="right")
+        # The movie's age when it was rated, not its release year: new titles keep coming
+        # out, so release years drift upward in any healthy stream while ages do not.
+        rated_year = 1970 + pd.to_numeric(sample["timestamp"], errors="coerce").to_numpy(float) / _SECONDS_PER_YEAR
+        # A title nobody had rated before (in training, or before a training window): the
+        # catalogue's own change, judged against how often that happened in training.
+        new_title = (popularity == 0).astype(float)
+        rows = np.column_stack([rated_year - (table["year"].to_numpy() + 0.5), table["genre"].to_numpy(), band, new_title])
         unknown_movie = table["popularity"].isna().to_numpy()
         ok = np.isfinite(rows[:, 0]) & (rows[:, 1] >= 0) & ~unknown_movie
         unjudged = {}
@@ -235,7 +369,7 @@ class Monitor:
             unjudged["missing_year"] = int((~np.isfinite(rows[:, 0]) & ~unknown_movie).sum())
         return rows[ok].astype(float), unjudged
 
-    def _prediction_features(self, window: pd.DataFrame, seed: int) -> tuple:
+    def _prediction_features(self, window: pd.DataFrame, seed: int, popularity=None) -> tuple:
         """What the model is asked and answers, per user: ``(ratings, popularity, unjudged)``.
 
         ``ratings``: one predicted rating per known user (a personal-path pair when it has
@@ -253,7 +387,8 @@ class Monitor:
         personal = known & (movies >= 0)
         predicted = np.full(len(sample), np.nan)
         predicted[known] = self.model.predict_ratings(user_ids[known], movie_ids[known])[0]
-        popularity = np.where(movies >= 0, self.model.popularity_[np.maximum(movies, 0)], 0.0)
+        counts = self.model.popularity_ if popularity is None else popularity
+        popularity = np.where(movies >= 0, counts[np.maximum(movies, 0)], 0.0)
         _, user = np.unique(user_ids, return_inverse=True)
         n_users = user.max() + 1 if len(user) else 0
         log_popularity = np.bincount(user, np.log1p(popularity), n_users) / np.bincount(user, minlength=n_users)
@@ -299,6 +434,30 @@ class Monitor:
                 "within_user_genre_lean": dict(zip(GENRES[1:], map(float, genre_lean))),
                 "rows": int(len(errors))}
 
+    def _error_dispersion(self, heldout_windows: list, reference: dict) -> dict:
+        """How much the two model-drift statistics vary across held-out windows beyond their
+        textbook null: the squared cluster z of the absolute error (against the other
+        windows' mean) and the genre statistic over its degrees of freedom (each user keeps
+        a personal genre lean the model did not learn, which the textbook null ignores).
+        """
+        errors = [self._errors(window) for window in heldout_windows]
+        lean = np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]])
+        total_rows = sum(len(e) for e, _ in errors)
+        total_abs = sum(float(np.abs(e["error"]).sum()) for e, _ in errors)
+        squared_z, genre_scaled = [], []
+        for window_errors, flags in errors:
+            signed, users = window_errors["error"].to_numpy(float), window_errors["user_id"].to_numpy()
+            if len(np.unique(users)) >= 5 and total_rows > len(signed):
+                others = (total_abs - np.abs(signed).sum()) / (total_rows - len(signed))
+                squared_z.append(cluster_z(np.abs(signed), users, others) ** 2)
+            evidence = genre_evidence(signed, flags, users, lean) if len(signed) else None
+            if evidence is not None:
+                statistic, dof, _ = genre_lean_change(evidence)
+                if dof:
+                    genre_scaled.append(leave_one_out(statistic, len(signed), total_rows) / dof)
+        return {"mean_abs_error": dispersion(squared_z), "errors_by_genre_within_user": dispersion(genre_scaled),
+                "windows": len(heldout_windows)}
+
     # ------------------------------------------------------------------ checking
 
     def check(self, window: pd.DataFrame, users: pd.DataFrame | None = None, movies: pd.DataFrame | None = None,
@@ -329,11 +488,17 @@ class Monitor:
         window = window[~bad_ids].astype({"user_id": np.int64, "movie_id": np.int64})
         results = {}
         user_rows, user_unjudged = self._user_features(window, users)
-        results["user_data_drift"] = self._tabular("user_data_drift", user_rows, ["age", "activity", "gender", "occupation"],
+        results["user_data_drift"] = self._tabular("user_data_drift", user_rows, ["age", "gender", "occupation"],
                                                    user_unjudged)
         movie_rows, movie_unjudged = self._movie_features(window, movies, seed)
-        results["movie_data_drift"] = self._tabular("movie_data_drift", movie_rows, ["year", "genre", "popularity_band"],
+        results["movie_data_drift"] = self._tabular("movie_data_drift", movie_rows,
+                                                    ["age_at_rating", "genre", "popularity_band", "new_title"],
                                                     movie_unjudged)
+        if len(window):
+            # The catalogue's own change, as a size: the share of ratings on titles the model never saw.
+            index = self.model.movie_index(window["movie_id"].to_numpy())
+            unseen = (index < 0) | (self.model.popularity_[np.maximum(index, 0)] == 0)
+            results["movie_data_drift"].sizes["unseen_titles"] = float(unseen.mean())
         results["prediction_drift"] = self._prediction_drift(window, seed)
         labelled = window[pd.to_numeric(window["rating"], errors="coerce").notna()] if "rating" in window else window.iloc[:0]
         if "rating" in window and len(labelled) < len(window):
@@ -356,6 +521,43 @@ class Monitor:
         return pd.DataFrame({"movie_id": table["movie_id"], "year": table["year"],
                              "genres": ["|".join(names[row]) for row in flags]})
 
+    def _judged(self, name: str, p_values: dict, sizes: dict, rows: int, unjudged: dict) -> DetectorResult:
+        """A detector's result from its features' calibrated p-values and sizes.
+
+        Bonferroni over the features: a feature alarms when its p-value is below the
+        detector's level divided by their number and its change is material; the combined
+        p-value is the smallest one times their number (at most 1).
+        """
+        threshold = self.p_value / len(p_values)
+        limits = {feature: getattr(self.materiality, _SIZE_UNITS.get(feature, "share")) for feature in p_values}
+        significant = [feature for feature, p in p_values.items() if p < threshold]
+        alarming = [feature for feature in significant if sizes.get(feature, 0.0) >= limits[feature]]
+        quiet = [f"{feature} {sizes.get(feature, 0.0):.3g} < {limits[feature]:g}" for feature in significant
+                 if feature not in alarming]
+        note = f"significant but not material: {', '.join(quiet)}" if quiet else ""
+        return DetectorResult(name, bool(alarming), p_values, threshold, rows, unjudged, note=note, sizes=sizes,
+                              p_value=min(1.0, len(p_values) * min(p_values.values())))
+
+    def _calibrated(self, name: str, rows: np.ndarray, columns: list) -> tuple:
+        """``(p_values, sizes)`` of each feature of a window, calibrated on the training windows."""
+        outcome = self.backend.predict(self.detectors[name], rows)
+        calibration = self.reference.get("calibration", {}).get(name, {})
+        reference_rows = calibration.get("reference_rows", len(rows))
+        dispersions = calibration.get("dispersion", [1.0] * len(columns))
+        p_values, sizes = {}, {}
+        for column, feature in enumerate(columns):
+            distance = float(outcome["distance"][column])
+            if str(column) in self.reference["categories"].get(name, {}):
+                buckets = self._bucket_count(name, column)
+                window_shares = np.bincount(rows[:, column].astype(int), minlength=buckets) / len(rows)
+                reference_shares = np.asarray(self.reference["shares"][name][str(column)])
+                p_values[feature] = chi_square_calibrated(distance, buckets - 1, dispersions[column])
+                sizes[feature] = float(0.5 * np.abs(window_shares - reference_shares).sum())
+            else:
+                p_values[feature] = ks_calibrated(distance, len(rows), reference_rows, dispersions[column])
+                sizes[feature] = distance
+        return p_values, sizes
+
     def _tabular(self, name: str, rows: np.ndarray, columns: list, unjudged: dict) -> DetectorResult:
         detector = self.detectors.get(name)
         if detector is None:
@@ -367,29 +569,32 @@ class Monitor:
         if len(rows) < 5:
             return DetectorResult(name, False, {}, self.p_value, len(rows), unjudged, available=False,
                                   note="fewer than 5 judgeable rows in the window")
-        outcome = self.backend.predict(detector, rows)
-        return DetectorResult(name, outcome["is_drift"], dict(zip(columns, outcome["p_val"])), outcome["threshold"],
-                              len(rows), unjudged)
+        p_values, sizes = self._calibrated(name, rows, columns)
+        return self._judged(name, p_values, sizes, len(rows), unjudged)
 
     def _prediction_drift(self, window, seed) -> DetectorResult:
         """Predicted ratings, popularity of the movies asked about, and how concentrated the
-        window's activity is on one title: three tests, Bonferroni over them (p/4, p/4, p/2)."""
+        window's activity is on one title: three features of one detector."""
         ratings, popularity, unjudged = self._prediction_features(window, seed)
-        result = self._tabular("prediction_drift", ratings, ["predicted_rating"], unjudged)
-        asked = self._tabular("asked_popularity", popularity, ["movie_popularity"], {})
-        if asked.available:
-            result.p_values.update(asked.p_values)
-            result.drift = result.drift or asked.drift
-            result.available = True
-            result.note = ""
+        p_values, sizes, rows = {}, {}, 0
+        for name, features, column in (("prediction_drift", ratings, "predicted_rating"),
+                                       ("asked_popularity", popularity, "movie_popularity")):
+            encoded, _ = self._encode(name, features) if name in self.detectors else (features[:0], 0)
+            if len(encoded) >= 5:
+                p, size = self._calibrated(name, encoded, [column])
+                p_values.update(p)
+                sizes.update(size)
+                rows = max(rows, len(encoded))
         reference = self.reference.get("concentration")
-        if asked.available and reference and reference.get("log_sd", 0) > 0:
-            z = (np.log(self._concentration(window)) - reference["log_mean"]) / reference["log_sd"]
-            p = float(stats.norm.sf(z))
-            result.p_values["activity_concentration"] = p
-            result.drift = result.drift or p < self.p_value / 2
-        result.threshold = self.p_value / 4
-        return result
+        if "movie_popularity" in p_values and reference and reference.get("log_sd", 0) > 0:
+            concentration = self._concentration(window)
+            z = (np.log(concentration) - reference["log_mean"]) / reference["log_sd"]
+            p_values["activity_concentration"] = float(stats.norm.sf(z))
+            sizes["activity_concentration"] = float(concentration - np.exp(reference["log_mean"]))
+        if not p_values:
+            return DetectorResult("prediction_drift", False, {}, self.p_value, rows, unjudged, available=False,
+                                  note="fewer than 5 judgeable users in the window")
+        return self._judged("prediction_drift", p_values, sizes, rows, unjudged)
 
     def _model_drift(self, labelled: pd.DataFrame) -> DetectorResult:
         reference = self.reference.get("errors")
@@ -397,21 +602,25 @@ class Monitor:
             return DetectorResult("model_drift", False, {}, self.p_value, 0, available=False,
                                   note="no held-out errors: the model was trained with --holdout none")
         reference = reference["personal"]
+        spread = reference.get("dispersion", {})
         errors, flags = self._errors(labelled) if len(labelled) else (pd.DataFrame(columns=["user_id", "error"]), None)
         signed = errors["error"].to_numpy(float)
         clusters = errors["user_id"].to_numpy()
         if len(np.unique(clusters)) < 5:
             return DetectorResult("model_drift", False, {}, self.p_value, int(len(errors)), available=False,
                                   note="fewer than 5 users with labels and a personal prediction")
-        p_values = {"mean_abs_error": cluster_t_test(np.abs(signed), clusters, reference["mean_abs"],
-                                                      alternative="greater")}
-        lean = reference.get("within_user_genre_lean")
-        if lean is not None:
-            p_genre = within_user_genre_test(signed, flags, clusters, np.array([lean[g] for g in GENRES[1:]]))
-            if p_genre is not None:
-                p_values["errors_by_genre_within_user"] = p_genre
-        threshold = self.p_value / len(p_values)
-        return DetectorResult("model_drift", min(p_values.values()) < threshold, p_values, threshold, int(len(errors)))
+        z = cluster_z(np.abs(signed), clusters, reference["mean_abs"]) / np.sqrt(spread.get("mean_abs_error", 1.0))
+        p_values = {"mean_abs_error": float(stats.t.sf(z, max(len(np.unique(clusters)) - 1, 1)))}
+        sizes = {"mean_abs_error": float(np.abs(signed).mean() - reference["mean_abs"])}
+        lean = np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]])
+        evidence = genre_evidence(signed, flags, clusters, lean)
+        if evidence is not None:
+            statistic, dof, change = genre_lean_change(evidence)
+            if dof:
+                p_values["errors_by_genre_within_user"] = chi_square_calibrated(
+                    statistic, dof, spread.get("errors_by_genre_within_user", 1.0))
+                sizes["errors_by_genre_within_user"] = change
+        return self._judged("model_drift", p_values, sizes, int(len(errors)), {})
 
     # ------------------------------------------------------------------ persistence
 
@@ -433,8 +642,11 @@ class Monitor:
             raise FileNotFoundError(f"{folder}: no monitoring reference (reference.json); "
                                     "models trained before monitoring existed need retraining")
         reference = json.loads((folder / "reference.json").read_text())
+        if reference.get("version", 1) != REFERENCE_VERSION:
+            raise ValueError(f"{folder}: monitoring reference of version {reference.get('version', 1)}, this reelops "
+                             f"reads version {REFERENCE_VERSION} (calibrated tests); retrain the model to rebuild it")
         monitor = cls(model, backend, p_value=reference["p_value"], pairs_per_user=reference["pairs_per_user"],
-                      window_size=reference["window_size"])
+                      window_size=reference["window_size"], materiality=Materiality(**reference["materiality"]))
         monitor.reference = {k: v for k, v in reference.items() if k != "detectors"}
         monitor.detectors = {name: backend.load(folder / name) for name in reference["detectors"]}
         return monitor
@@ -485,6 +697,8 @@ def monitor_dataset(monitor: Monitor, ratings: pd.DataFrame, users: pd.DataFrame
             "first_alarm_after_ratings": int(seen[alarms[0]]) if alarms else None,
             "available": any(r.available for r in results),
             "latest_p_values": results[-1].p_values if results else {},
+            "latest_p_value": results[-1].p_value if results else None,
+            "latest_sizes": results[-1].sizes if results else {},
             "unjudged": unjudged,
             "note": next((r.note for r in results if r.note), ""),
         }
