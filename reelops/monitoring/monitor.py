@@ -42,7 +42,8 @@ def _recent(windows: list, share: float = 0.5, least: int = 8) -> list:
 
 @dataclass
 class Materiality:
-    """How large a significant change must be to raise an alarm (README, "Materiality").
+    """How large a significant change must be to raise an alarm (README, "Calibrated against
+    windows, sized, and material", gives the reasons for each default).
 
     Attributes:
         share: distance between a feature's distribution in the window and in training:
@@ -117,8 +118,8 @@ class Monitor:
     Every test is calibrated against windows of the training period, not only against the
     pooled training rows: real windows vary more than independent rows would (people rate
     in sessions, a blockbuster week crowds one title), so each feature's statistic is
-    scaled by how much it varied from one training window to the next (its dispersion, at
-    least 1). An alarm needs a change that is both significant and material.
+    scaled by how much it varied from one training window to the next (its dispersion).
+    An alarm needs a change that is both significant and material.
 
     Args:
         model: the fitted model whose inputs, predictions and errors are watched.

@@ -194,10 +194,3 @@ def cluster_z(values: np.ndarray, clusters: np.ndarray, expected: float) -> floa
     g = len(counts)
     variance *= g / max(g - 1, 1)  # small-sample correction for few clusters
     return float((mean - expected) / np.sqrt(variance)) if variance > 0 else 0.0
-
-
-def cluster_t_test(values, clusters, expected: float, alternative: str = "greater") -> float:
-    """One-sided test that the mean exceeds ``expected``, t with (clusters - 1) dof."""
-    z = cluster_z(values, clusters, expected)
-    dof = max(len(np.unique(clusters)) - 1, 1)
-    return float(stats.t.sf(z, dof) if alternative == "greater" else stats.t.cdf(z, dof))
