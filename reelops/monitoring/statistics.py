@@ -46,18 +46,13 @@ def within_user_genre_sums(errors: np.ndarray, flags: np.ndarray, users: np.ndar
         ``(S, covariance, genres)`` over the genres (``unknown`` left out) with at least
         ``min_rows_per_genre`` rows that vary within a user, or ``None`` when there are none.
     """
-    residual, genres, codes, counts = within_user(errors, flags, users)
-    if not len(residual):
+    evidence = genre_evidence(errors, flags, users, lean)
+    if evidence is None:
         return None
-    residual = residual - genres @ lean
-    # Each user's error variance (its mean was removed: n - 1).
-    variance = np.bincount(codes, residual * residual) / (counts - 1)
-    varied = (np.abs(genres) > 1e-12).sum(axis=0) >= min_rows_per_genre
+    varied = evidence["rows"] >= min_rows_per_genre
     if not varied.any():
         return None
-    genres = genres[:, varied]
-    covariance = (genres * variance[codes][:, None]).T @ genres
-    return genres.T @ residual, covariance, np.flatnonzero(varied) + 1
+    return evidence["sums"][varied], evidence["covariance"][np.ix_(varied, varied)], np.flatnonzero(varied) + 1
 
 
 def within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray,
@@ -111,6 +106,7 @@ def genre_evidence(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lea
     if not len(residual):
         return None
     residual = residual - genres @ lean
+    # Each user's error variance (its mean was removed: n - 1).
     variance = np.bincount(codes, residual * residual) / (counts - 1)
     return {"sums": genres.T @ residual, "covariance": (genres * variance[codes][:, None]).T @ genres,
             "gram": genres.T @ genres, "rows": (np.abs(genres) > 1e-12).sum(axis=0)}
