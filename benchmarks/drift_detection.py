@@ -76,6 +76,7 @@ def run_scenario(monitor, cut, naive, scenario: str, strength: float, seed: int)
     flags = {name: [] for name in DETECTORS}
     ends, timings, verdicts = [], [], []
     p_values = {name: [] for name in MONITOR_DETECTORS}  # (combined, {feature: p}) per window
+    monitor.reset()
     for index, start in enumerate(range(0, len(stream) - WINDOW + 1, WINDOW)):
         window = stream.iloc[start: start + WINDOW]
         began = time.perf_counter()

@@ -41,7 +41,7 @@ from reelops.console import print_table  # noqa: E402
 from reelops.data import user_time_holdout  # noqa: E402
 from reelops.data.layouts import GENRES  # noqa: E402
 from reelops.monitoring.statistics import (  # noqa: E402
-    chi_square_p_value, within_user, within_user_genre_sums, within_user_genre_test)
+    chi_square_p_value, personal_lean_spread, within_user, within_user_genre_sums, within_user_genre_test)
 from reelops.simulate import World  # noqa: E402
 
 STATISTICS = ["detector", "detector, exact p-values", "told the answer", "perfect model", "perfect model, every user",
@@ -68,21 +68,11 @@ def _per_user(errors, flags, users, lean) -> list:
 
 
 def _personal_lean_spread(monitor, ratings, cut: int, lean: np.ndarray) -> float:
-    """Variance of a user's own genre lean around the reference, by moments on held-out rows.
-
-    For one user, ``E[S'S] = error variance x trace(G) + spread x trace(G G)`` with
-    ``S = F' errors`` and ``G = F' F``; summing both sides over users gives the spread.
-    """
+    """Variance of a user's own genre lean around the reference, by moments on held-out rows
+    (the monitor's own estimate, :func:`reelops.monitoring.statistics.personal_lean_spread`)."""
     heldout = user_time_holdout(ratings[ratings["timestamp"] < cut], 0.2)[1]
     errors, flags = monitor._errors(heldout)
-    excess = scale = 0.0
-    for genres, residual in _per_user(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy(), lean):
-        if len(residual) < 5:
-            continue
-        gram, sums = genres.T @ genres, genres.T @ residual
-        excess += sums @ sums - residual @ residual / (len(residual) - 1) * np.trace(gram)
-        scale += np.trace(gram @ gram)
-    return max(excess / scale, 0.0) if scale else 0.0
+    return personal_lean_spread(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy(), lean)
 
 
 def _exact_p_value(errors, flags, users, lean, spread: float) -> float | None:

@@ -44,6 +44,7 @@ def _stream(setup, scenario):
 def _post_onset_findings(setup, scenario, windows=4):
     world, tables, stream = _stream(setup, scenario)
     start = int((stream["timestamp"] < world.onset).sum())
+    setup["monitor"].reset()
     return [setup["monitor"].check(stream.iloc[start + i * 1000: start + (i + 1) * 1000], tables["users"], tables["movies"], seed=i)
             for i in range(windows)]
 
@@ -64,7 +65,7 @@ def test_findings_report_sizes_and_an_alarm_needs_a_material_change(setup):
     assert result.p_value == pytest.approx(min(1.0, 3 * min(result.p_values.values())))
     assert result.drift and max(result.sizes.values()) >= 0.1
     movie = findings[1].detectors["movie_data_drift"]
-    assert {"age_at_rating", "genre", "popularity_band", "new_title", "unseen_titles"} <= set(movie.sizes)
+    assert {"age_at_rating", "genre", "popularity_band", "unseen_titles"} <= set(movie.sizes)
     # The same significant change, with a materiality no change can reach: reported, no alarm.
     from reelops.monitoring.monitor import Materiality
 
@@ -84,7 +85,7 @@ def test_findings_report_sizes_and_an_alarm_needs_a_material_change(setup):
 def test_calibrated_p_values_scale_with_the_measured_dispersion():
     from scipy import stats
 
-    from reelops.monitoring.statistics import chi_square_calibrated, dispersion, ks_calibrated, leave_one_out
+    from reelops.monitoring.statistics import chi_square_calibrated, dispersion, ks_calibrated
 
     assert chi_square_calibrated(12.0, 4, 1.0) == pytest.approx(stats.chi2.sf(12.0, 4))
     assert chi_square_calibrated(12.0, 4, 2.0) == pytest.approx(stats.chi2.sf(6.0, 4))
@@ -93,9 +94,28 @@ def test_calibrated_p_values_scale_with_the_measured_dispersion():
     textbook = stats.ks_2samp(left, right, mode="asymp")
     assert ks_calibrated(textbook.statistic, 60, 900, 1.0) == pytest.approx(textbook.pvalue, rel=0.05)
     assert ks_calibrated(textbook.statistic, 60, 900, 3.0) > textbook.pvalue
-    # A window inside the pooled reference looks closer to it than it is; the factor undoes it.
-    assert leave_one_out(1.0, 100, 1000) == pytest.approx(1100 / 900)
     assert dispersion([2.0, 4.0]) == 3.0 and dispersion([0.01]) == 0.5 and dispersion([]) == 1.0
+
+
+def test_the_backtest_calibrates_the_model_tests(setup):
+    """A copy of the model, trained on the earlier training period and monitored on the rest,
+    measures how the model's own tests vary when nothing changed."""
+    reference = setup["monitor"].reference
+    backtest = reference["backtest"]
+    assert set(backtest["dispersion"]) == {"predicted_rating", "mean_abs_error", "errors_by_genre_within_user"}
+    assert backtest["windows"] >= 5 and all(count >= 1 for count in backtest["windows_used"].values())
+    errors = reference["errors"]["personal"]
+    assert errors["dispersion"] == backtest["dispersion"]
+    assert errors["mean_abs_expected"] == pytest.approx(errors["mean_abs"] + backtest["mean_abs_error_rise"])
+    assert reference["calibration"]["prediction_drift"]["dispersion"] == [backtest["dispersion"]["predicted_rating"]]
+    # Too short a training period for a backtest: said, and the tests keep their textbook form.
+    tables = World(WorldConfig(n_users=60, n_movies=80), Scenario.parse("none"), 3).generate()
+    ratings = tables["ratings"].iloc[:3000]
+    train_rows, heldout = user_time_holdout(ratings, 0.2)
+    model = make_model("hybrid", epochs=5).fit(train_rows, users=tables["users"], movies=tables["movies"])
+    small = Monitor(model).build(train_rows, heldout, tables["users"], tables["movies"])
+    assert "windows after the backtest's cut" in small.reference["backtest"]["skipped"]
+    assert "dispersion" not in small.reference["errors"]["personal"]
 
 
 def test_a_reference_from_an_older_reelops_is_refused(setup, tmp_path):
@@ -115,6 +135,7 @@ def test_new_releases_move_movie_features(setup):
 
 def test_unchanged_world_rarely_alarms(setup):
     _, tables, stream = _stream(setup, "none")
+    setup["monitor"].reset()
     findings = [setup["monitor"].check(w, tables["users"], tables["movies"], seed=i)
                 for i, w in enumerate(time_windows(stream)[:30])]
     assert sum(f.verdict != "none" for f in findings) <= 4
@@ -152,6 +173,7 @@ def test_saved_reference_reloads_and_gives_the_same_result(setup, tmp_path):
     reloaded = Monitor.load(monitor.model, tmp_path / "monitoring")
     world, tables, stream = _stream(setup, "population_shift")
     window = stream.iloc[5000:6000]
+    monitor.reset()  # the same stream position for both: no running evidence from earlier tests
     first = monitor.check(window, tables["users"], tables["movies"], seed=3).to_dict()
     second = reloaded.check(window, tables["users"], tables["movies"], seed=3).to_dict()
     assert first == second
@@ -263,3 +285,33 @@ def test_fewer_ratings_than_a_window_are_one_partial_window(setup):
         assert first is None or first <= 300  # never more ratings than were seen
     full = monitor_dataset(setup["monitor"], stream.iloc[:2500], users, movies)["summary"]
     assert not full["partial_window"] and full["ratings_judged"] == 2000 and full["ratings"] == 2500
+
+
+def test_personal_genre_leans_are_measured_and_not_taken_for_a_change():
+    """Each user keeps a lean by genre the model did not learn: measured by moments, it goes
+    into the genre test's covariance, and unchanged windows of such users stop alarming."""
+    from scipy import stats
+
+    from reelops.monitoring.statistics import genre_evidence, genre_lean_change, personal_lean_spread
+
+    rng = np.random.default_rng(4)
+    n_users, rows = 30, 25
+    users = np.repeat(np.arange(n_users), rows)
+    personal = rng.normal(0.0, 0.3, (n_users, 19))  # a spread of 0.09 stars squared per genre
+
+    def window():
+        flags = rng.random((len(users), 19)) < 0.2
+        flags[:, 0] = False
+        return (flags * personal[users]).sum(axis=1) + rng.normal(0.0, 0.8, len(users)), flags
+
+    errors, flags = window()
+    spread = personal_lean_spread(errors, flags, users, np.zeros(18))
+    assert 0.04 < spread < 0.16
+    with_spread, without = [], []
+    for _ in range(150):
+        evidence = genre_evidence(*window(), users, np.zeros(18))
+        for chosen, store in ((spread, with_spread), (0.0, without)):
+            statistic, dof, _ = genre_lean_change(evidence, chosen)
+            store.append(stats.chi2.sf(statistic, dof))
+    assert np.mean(np.array(without) < 0.05) > 0.2  # the textbook covariance alarms on personal leans
+    assert 0.01 <= np.mean(np.array(with_spread) < 0.05) <= 0.1

@@ -21,7 +21,9 @@ Detect detectors through ``save_detector``), and fed windows of production data:
   cluster-robust t-test (users are the clusters: one user's errors are not independent,
   which Alibi Detect's independent-sample tests assume); and whether a user's errors now
   depend on the genre of the movie (tastes changed), a test within each user against the
-  association the held-out errors already had;
+  association the held-out errors already had, with running evidence over windows; both
+  calibrated by a backtest (a copy of the model trained on the earlier training period
+  and monitored on the later one);
 - **verdict**: ``concept`` when errors move and inputs do not, ``data`` when inputs move
   and errors do not, ``both``, or ``none``, with the evidence. Every feature reports a
   calibrated p-value and the size of its change; an alarm needs both a significant and a
