@@ -187,7 +187,7 @@ class Monitor:
         # On the log scale: the share is a maximum, skewed to the right; a normal z-test
         # on the raw share alarmed in 2.8% of unchanged windows at p < 0.001, on its log
         # in 0.5% (8 seeds), and a popularity shock still scores z > 4.
-        log_concentration = np.log([self._concentration(w) for w in _recent(windows)])
+        log_concentration = np.log([self._concentration(w) for w in recent])
         self.reference["concentration"] = {
             "log_mean": float(log_concentration.mean()),
             "log_sd": float(log_concentration.std(ddof=1)) if len(log_concentration) > 1 else 0.0,
@@ -206,9 +206,6 @@ class Monitor:
             # rows shaped the side features, and it alarmed in an unchanged world.
             errors, flags = self._errors(heldout_rows)
             reference = self._error_reference(errors, flags)
-            reference["lean_spread"] = personal_lean_spread(
-                errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy(),
-                np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]]))
             backtest = self._backtest(train_rows, heldout_rows, users, movies)
             self.reference["backtest"] = backtest
             if "skipped" not in backtest:
@@ -496,13 +493,22 @@ class Monitor:
 
     @staticmethod
     def _error_reference(errors: pd.DataFrame, flags: np.ndarray) -> dict:
-        residual, genres, _, _ = within_user(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy())
+        """Held-out errors' reference: mean absolute error, the genre lean they already have,
+        and how much users' own leans spread around it (:func:`personal_lean_spread`)."""
+        signed, users = errors["error"].to_numpy(float), errors["user_id"].to_numpy()
+        residual, genres, _, _ = within_user(signed, flags, users)
         # How a user's errors already lean by genre on held-out rows (the model is not
         # perfect): the window's test measures the change from this, not from zero.
         genre_lean = np.linalg.lstsq(genres, residual, rcond=None)[0] if len(residual) else np.zeros(genres.shape[1])
         return {"mean_abs": float(np.abs(errors["error"]).mean()),
                 "within_user_genre_lean": dict(zip(GENRES[1:], map(float, genre_lean))),
+                "lean_spread": personal_lean_spread(signed, flags, users, genre_lean),
                 "rows": int(len(errors))}
+
+    @staticmethod
+    def _lean(reference: dict) -> np.ndarray:
+        """The reference genre lean as a vector (genres without ``unknown``)."""
+        return np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]])
 
     def _backtest(self, train_rows: pd.DataFrame, heldout_rows: pd.DataFrame, users, movies) -> dict:
         """Dispersions of the tests that involve the model, measured the way production meets it.
@@ -523,7 +529,8 @@ class Monitor:
             "mean_abs_error_rise": stars}`` for ``predicted_rating``, ``mean_abs_error`` and
             ``errors_by_genre_within_user`` (the rise: how much the absolute error grew after
             the cut, which production expects too), or
-            ``{"skipped": reason}`` (those tests then keep their textbook form).
+            ``{"skipped": reason}`` (the predicted ratings then keep the dispersion of the
+            held-out windows; the error tests their textbook form).
         """
         period = pd.concat([train_rows, heldout_rows], ignore_index=True).sort_values("timestamp", kind="stable")
         runs = [self._backtest_at(period, split, len(heldout_rows) / len(period), users, movies)
@@ -565,8 +572,7 @@ class Monitor:
         if errors["user_id"].nunique() < 5:
             return {"skipped": "fewer than 5 users in the backtest's held-out rows"}
         reference = shadow._error_reference(errors, flags)
-        lean = np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]])
-        lean_spread = personal_lean_spread(errors["error"].to_numpy(float), flags, errors["user_id"].to_numpy(), lean)
+        lean = self._lean(reference)
         predicted_reference = np.vstack([shadow._prediction_features(w, seed=i)[0] for i, w in
                                          enumerate(time_windows(early_heldout, self.window_size) or [early_heldout])])[:, 0]
         late_errors = [shadow._errors(window) for window in late_windows]
@@ -589,7 +595,7 @@ class Monitor:
             shadow._running_evidence = shadow._add_evidence(shadow._running_evidence,
                                                             genre_evidence(signed, window_flags, clusters, lean))
             if shadow._running_evidence is not None:
-                statistic, dof, _ = genre_lean_change(shadow._running_evidence, lean_spread)
+                statistic, dof, _ = genre_lean_change(shadow._running_evidence, reference["lean_spread"])
                 if dof:
                     measured["errors_by_genre_within_user"].append(statistic / dof)
         return {**measured, "rise": rise, "windows": len(late_windows)}
@@ -773,7 +779,7 @@ class Monitor:
         dof = min(len(np.unique(clusters)) - 1, measured_on.get("mean_abs_error") or len(clusters))
         p_values = {"mean_abs_error": z_calibrated(z, spread.get("mean_abs_error", 1.0), dof)}
         sizes = {"mean_abs_error": float(np.abs(signed).mean() - expected)}
-        lean = np.array([reference["within_user_genre_lean"][g] for g in GENRES[1:]])
+        lean = self._lean(reference)
         self._running_evidence = self._add_evidence(self._running_evidence, genre_evidence(signed, flags, clusters, lean))
         if self._running_evidence is not None:
             statistic, dof, change = genre_lean_change(self._running_evidence, reference.get("lean_spread", 0.0))

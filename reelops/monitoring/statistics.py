@@ -104,15 +104,21 @@ def genre_evidence(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lea
         where a genre did not vary), and how many rows vary within a user per genre; ``None``
         when no user has enough rows.
     """
-    residual, genres, codes, counts, kept_users = within_user(errors, flags, users, with_users=True)
+    residual, genres, codes, counts, kept_users, variance = _beyond_lean(errors, flags, users, lean, min_rows=3)
     if not len(residual):
         return None
-    residual = residual - genres @ lean
-    # Each user's error variance (its mean was removed: n - 1).
-    variance = np.bincount(codes, residual * residual) / (counts - 1)
     return {"sums": genres.T @ residual, "covariance": (genres * variance[codes][:, None]).T @ genres,
             "gram": genres.T @ genres, "rows": (np.abs(genres) > 1e-12).sum(axis=0),
             "personal": dict(zip(kept_users.tolist(), _user_grams(genres, codes, len(counts))))}
+
+
+def _beyond_lean(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray, min_rows: int) -> tuple:
+    """:func:`within_user` with the reference lean taken out, and each user's error variance
+    (its mean was removed: n - 1): ``(residuals, genre_flags, codes, counts, users, variance)``."""
+    residual, genres, codes, counts, kept_users = within_user(errors, flags, users, min_rows=min_rows, with_users=True)
+    residual = residual - genres @ lean
+    variance = np.bincount(codes, residual * residual, len(counts)) / (counts - 1)
+    return residual, genres, codes, counts, kept_users, variance
 
 
 def _user_grams(genres: np.ndarray, codes: np.ndarray, n_users: int) -> np.ndarray:
@@ -131,14 +137,12 @@ def personal_lean_spread(errors: np.ndarray, flags: np.ndarray, users: np.ndarra
     trace(G) + spread x trace(G G)`` with ``S = G' errors`` and ``G`` the Gram of its centred
     genre flags; summing both sides over users gives the spread (per genre, stars squared).
     """
-    residual, genres, codes, counts = within_user(errors, flags, users, min_rows=min_rows)
+    residual, genres, codes, counts, _, variance = _beyond_lean(errors, flags, users, lean, min_rows)
     if not len(residual):
         return 0.0
-    residual = residual - genres @ lean
     sums = np.zeros((len(counts), genres.shape[1]))
     np.add.at(sums, codes, genres * residual[:, None])
     grams = _user_grams(genres, codes, len(counts))
-    variance = np.bincount(codes, residual * residual) / (counts - 1)
     excess = float((sums * sums).sum() - (variance * np.trace(grams, axis1=1, axis2=2)).sum())
     scale = float(np.einsum("uij,uji->", grams, grams))
     return max(excess / scale, 0.0) if scale else 0.0
