@@ -396,17 +396,20 @@ def aliases() -> dict:
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
-def _record_move(alias: str, from_version, to_version, reason: str, override: bool = False) -> None:
+def _record_move(alias: str, from_version, to_version, reason: str, override: bool = False,
+                 analysis: dict | None = None) -> None:
     store = client()
     tags = store.get_registered_model(MODEL_NAME).tags or {}
     sequence = 1 + max([int(k[len(_HISTORY_PREFIX):]) for k in tags if k.startswith(_HISTORY_PREFIX)] or [0])
     entry = {"time": _now(), "alias": alias, "from": from_version, "to": to_version, "reason": reason}
     if override:
         entry["override"] = True
+    if analysis:
+        entry["analysis"] = analysis
     store.set_registered_model_tag(MODEL_NAME, f"{_HISTORY_PREFIX}{sequence:06d}", json.dumps(entry, sort_keys=True))
 
 
-def _move_alias(alias: str, version, reason: str, override: bool = False) -> None:
+def _move_alias(alias: str, version, reason: str, override: bool = False, analysis: dict | None = None) -> None:
     """Point ``alias`` at ``version`` (or remove it when None) and record the move.
 
     Callers hold :func:`store_lock`. Processes that share no workspace (several machines on
@@ -426,7 +429,7 @@ def _move_alias(alias: str, version, reason: str, override: bool = False) -> Non
     if now != wanted:
         raise RegistryError(f"alias {alias!r} was moved to {now} by another process while this one set it to "
                             f"{wanted}; check 'reelops registry history' and try again")
-    _record_move(alias, current, wanted, reason, override=override)
+    _record_move(alias, current, wanted, reason, override=override, analysis=analysis)
 
 
 def history() -> list:
@@ -580,7 +583,7 @@ def _already_registered(model_version, decision: str, explanation: str, reason: 
             "created": False, "cleaned": cleaned}
 
 
-def promote(version, reason: str | None = None, force: bool = False) -> dict:
+def promote(version, reason: str | None = None, force: bool = False, analysis: dict | None = None) -> dict:
     """``version`` becomes production; the old production becomes ``previous``.
 
     Args:
@@ -588,6 +591,7 @@ def promote(version, reason: str | None = None, force: bool = False) -> dict:
         reason: why; recorded in the alias history ("promoted" when none is given).
         force: promote a version the gate did not bless (an emergency override); needs a
             reason, and the override is recorded in the history and on the version.
+        analysis: the canary analysis that decided it (recorded in the history entry).
 
     Raises:
         RegistryError: the version does not exist, is incomplete, already production, or
@@ -611,7 +615,7 @@ def promote(version, reason: str | None = None, force: bool = False) -> dict:
             client().set_model_version_tag(MODEL_NAME, version, "reelops.override.production", reason)
         if held.get(PRODUCTION):
             _move_alias(PREVIOUS, held[PRODUCTION], f"replaced by {version}: {reason}")
-        _move_alias(PRODUCTION, version, reason, override=override)
+        _move_alias(PRODUCTION, version, reason, override=override, analysis=analysis)
         if held.get(CANARY) == version:
             _move_alias(CANARY, None, f"{version} promoted to production")
         return aliases()
@@ -634,11 +638,18 @@ def set_canary(version, reason: str, override: bool = False) -> dict:
         return aliases()
 
 
-def clear_canary(reason: str) -> dict:
-    """No version holds ``canary`` any more (its rollout was rolled back)."""
+def clear_canary(reason: str, analysis: dict | None = None) -> dict:
+    """No version holds ``canary`` any more (its rollout was rolled back; ``analysis``: the canary
+    analysis that decided it, recorded in the history entry)."""
     with store_lock():
-        _move_alias(CANARY, None, reason)
+        _move_alias(CANARY, None, reason, analysis=analysis)
         return aliases()
+
+
+def record_canary_analysis(version, analysis: dict) -> None:
+    """Keep a canary analysis' decision and evidence on the version (tag ``reelops.canary_analysis``)."""
+    client().set_model_version_tag(MODEL_NAME, str(version), "reelops.canary_analysis",
+                                   json.dumps(analysis, sort_keys=True, separators=(",", ":")))
 
 
 def rollback(reason: str = "rollback") -> dict:
@@ -698,6 +709,7 @@ def _version_row(model_version, aliases_by_version: dict) -> dict:
         "package_version": tags.get("reelops.package_version", ""),
         "image": tags.get("reelops.image", ""),
         "image_id": tags.get("reelops.image_id", ""),
+        "canary_analysis": json.loads(tags["reelops.canary_analysis"]) if tags.get("reelops.canary_analysis") else None,
         "gate_decision": tags.get("reelops.gate_decision", ""),
         "blessed": tags.get("reelops.blessed") == "true",
         "complete": tags.get("reelops.complete") == "true",

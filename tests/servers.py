@@ -119,6 +119,35 @@ def mlflow_server(root: Path, artifacts: str | None = None, env: dict | None = N
             stop(process)
 
 
+@contextlib.contextmanager
+def prometheus_server(root: Path, static_configs: list, interval: str = "1s"):
+    """A real Prometheus on 127.0.0.1 scraping ``static_configs`` (``[{"targets", "labels"}]``)
+    every ``interval``; yields its URL. Skips when Debian's ``prometheus`` is not installed."""
+    import shutil
+
+    import yaml
+
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (Debian package prometheus; .ci/run installs it as root)")
+    root.mkdir(parents=True, exist_ok=True)
+    config = {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+              "scrape_configs": [{"job_name": "reelops", "honor_labels": True, "static_configs": static_configs}]}
+    (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    log_path = root / "prometheus.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([binary, f"--config.file={root / 'prometheus.yml'}",
+                                    f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_until_up(f"{url}/-/ready", process, "prometheus", log_path)
+            yield url
+        finally:
+            stop(process)
+
+
 def reply_json(handler, body, status: int = 200) -> None:
     """Answer a ``BaseHTTPRequestHandler`` request with a JSON body (the stand-in API servers)."""
     import json

@@ -94,7 +94,8 @@ def reelops(workspace: Path, *args, check=True, timeout=300):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A workspace with versions 1 and 2 blessed (1 production) and 3 never gated."""
+    """A workspace with versions 1 and 2 blessed (1 production), 3 never gated, 4 random scores
+    (never gated); the world's folder beside the workspace."""
     from reelops.data import ingest
     from reelops.simulate import simulate
     from reelops.training import train
@@ -105,8 +106,11 @@ def models(tmp_path_factory):
     simulate("none", seed=11, out=root / "world", n_users=300, n_movies=400)
     version = ingest(root / "world", store=root / "datasets").version
     data = root / "datasets" / version
-    for index, epochs in ((1, 8), (2, 10), (3, 12)):
-        train(data, root / f"m{index}", parameters={"epochs": epochs})
+    for index, epochs in ((1, 8), (2, 10), (3, 12), (4, None)):
+        if epochs is None:
+            train(data, root / f"m{index}", algorithm="random")
+        else:
+            train(data, root / f"m{index}", parameters={"epochs": epochs})
         if index < 3:
             reelops(workspace, "gate", "--model-dir", str(root / f"m{index}"), "--data", str(data))
         reelops(workspace, "registry", "register", str(root / f"m{index}"))
@@ -208,7 +212,7 @@ def test_a_ten_percent_canary_then_promote_and_rollback_under_load(plane, tmp_pa
     workspace = plane["workspace"]
     load = Load(plane["url"], tmp_path / "load.json")
     try:
-        reelops(workspace, "deploy", "2", "--strategy", "canary", "--percent", "10")
+        reelops(workspace, "deploy", "2", "--strategy", "canary", "--percent", "10", "--analysis", "manual")
         canary_from, before = time.time(), answered(plane["url"])
         deadline = time.time() + 120
         while time.time() < deadline and answered(plane["url"]) - before < 5_600:  # >= 5,000 within the canary
@@ -236,7 +240,7 @@ def test_a_ten_percent_canary_then_promote_and_rollback_under_load(plane, tmp_pa
 
 def test_a_predictor_killed_mid_canary_stops_getting_traffic_within_a_second(plane, tmp_path):
     workspace = plane["workspace"]
-    status = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", "--json").stdout)
+    status = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", "--analysis", "manual", "--json").stdout)
     canary = next(r for r in status["revisions"] if r["version"] == "2")
     state = json.loads((workspace / "serving" / "plane" / "state.json").read_text())
     pid = state["processes"][canary["revision"]]["pid"]
@@ -270,13 +274,86 @@ def test_deploy_enforces_the_gate_and_a_restarted_cli_finds_the_plane(plane):
     assert no_reason.returncode == 1 and "--force needs --reason" in no_reason.stderr
     status = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)
     assert [r["version"] for r in status["revisions"]] == ["1"]  # nothing changed
-    reelops(workspace, "deploy", "3", "--force", "--reason", "hotfix test", "--percent", "20")
+    reelops(workspace, "deploy", "3", "--force", "--reason", "hotfix test", "--percent", "20", "--analysis", "manual")
     history = json.loads(reelops(workspace, "registry", "history", "--json").stdout)["history"]
     assert history[-1]["alias"] == "canary" and history[-1]["to"] == "3" and history[-1]["override"]
     busy = reelops(workspace, "deploy", "2", check=False)
     assert busy.returncode == 1 and "canary of version 3 is in progress" in busy.stderr
     reelops(workspace, "deploy", "rollback")
     assert aliases_of(workspace).get("canary") != "3"
+
+
+def test_automatic_canary_analysis_rolls_back_a_bad_model_and_promotes_a_good_one(plane):
+    """Steady traffic from the world with the oracle's feedback; one short run of each case
+    (looser rules than the defaults, so it decides within seconds; the benchmark runs the defaults)."""
+    from reelops.simulate import World
+    from reelops.simulate.traffic import TrafficReplay
+
+    workspace = plane["workspace"]
+    quick = ["--rule", "poll_seconds=0.5", "--rule", "stars_margin=0.3", "--rule", "min_canary_requests=150",
+             "--rule", "min_feedback=40"]
+    replay = TrafficReplay(plane["url"], World.from_directory(workspace.parent / "world"), rate=150, seed=3,
+                           feedback_delay=0.2).start_background()
+    try:
+        time.sleep(1.5)
+        bad = reelops(workspace, "deploy", "4", "--percent", "30", "--force", "--reason", "test: random scores",
+                      *quick, "--json")
+        bad_analysis = json.loads(bad.stdout)["analysis"]
+        good = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", *quick, "--json").stdout)
+    finally:
+        stats = replay.stop()
+    assert bad_analysis["decision"] == "rollback" and "quality" in bad_analysis["reason"], bad_analysis
+    quality = next(c for c in bad_analysis["comparisons"] if c["metric"] == "quality")
+    assert quality["interval"][0] > 0.3 and quality["canary"] < quality["stable"]
+    assert good["analysis"]["decision"] == "promote", good["analysis"]
+    assert {c["state"] for c in good["analysis"]["comparisons"]} == {"non-inferior"}
+    assert stats.failures() == [] and stats.feedback_sent > 0
+    assert {r["version"]: r["traffic"] for r in good["revisions"] if r["traffic"]} == {"2": 100}
+    # Both decisions with their evidence: in the alias history and on the versions.
+    history = json.loads(reelops(workspace, "registry", "history", "--json").stdout)["history"]
+    deployed = next(e for e in reversed(history) if e["alias"] == "canary" and e["to"] == "4")
+    assert deployed["override"] is True and deployed["reason"] == "test: random scores"
+    withdrawn = next(e for e in reversed(history) if e["alias"] == "canary" and e["from"] == "4")
+    assert withdrawn["analysis"]["decision"] == "rollback" and "canary analysis, rollback" in withdrawn["reason"]
+    promoted = next(e for e in reversed(history) if e["alias"] == "production" and e["to"] == "2")
+    assert promoted["analysis"]["decision"] == "promote" and promoted["analysis"]["canary_requests"] >= 150
+    shown = json.loads(reelops(workspace, "registry", "show", "4", "--json").stdout)
+    assert shown["canary_analysis"]["decision"] == "rollback"
+    table = reelops(workspace, "deploy", "status").stdout
+    assert "canary analysis of version 2" in table and "non-inferior" in table and "always-valid interval" in table
+
+
+def test_the_analysis_reads_the_same_series_from_prometheus_as_from_the_predictors(plane, tmp_path):
+    """One code path for both targets: PromQL over a real Prometheus that scrapes the plane's
+    predictors (labelled by revision, as the PodMonitor labels pods) and the router gives the
+    counters read from their /metrics directly."""
+    from reelops.deploy.analysis import PlaneMetrics, PrometheusMetrics
+    from reelops.deploy.local import LocalPlane
+    from reelops.simulate import World
+    from reelops.simulate.traffic import TrafficReplay
+    from tests.servers import prometheus_server
+
+    workspace = plane["workspace"]
+    reelops(workspace, "deploy", "2", "--percent", "50", "--analysis", "manual")
+    TrafficReplay(plane["url"], World.from_directory(workspace.parent / "world"), rate=200, seed=4,
+                  feedback_delay=0.1).run(400)
+    state = json.loads((workspace / "serving" / "plane" / "state.json").read_text())
+    targets = [{"targets": [f"127.0.0.1:{p['port']}"], "labels": {"revision": name, "namespace": "reelops"}}
+               for name, p in state["processes"].items()]
+    targets.append({"targets": [f"127.0.0.1:{state['router']['port']}"], "labels": {"namespace": "reelops"}})
+    direct, _ = PlaneMetrics(LocalPlane(workspace / "serving" / "plane")).read([R1, R2])
+    with prometheus_server(tmp_path / "prometheus", targets) as url:
+        deadline = time.monotonic() + 30
+        while True:  # until Prometheus has scraped every target once
+            through, missing = PrometheusMetrics(url, selector='namespace="reelops"').read([R1, R2])
+            if (not missing and all(through[r].feedback for r in (R1, R2))) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert not missing
+    for revision in (R1, R2):
+        assert direct[revision].requests > 0 and direct[revision].feedback > 0
+        assert through[revision] == direct[revision], revision
+    reelops(workspace, "deploy", "rollback")
 
 
 def test_feedback_is_attributed_to_the_revision_that_served_and_bad_feedback_is_refused(plane):
@@ -334,8 +411,8 @@ def cluster(models, tmp_path):
 
 
 def kube(cluster, *args, check=True):
-    return reelops(cluster["workspace"], "deploy", *args, "--target", "kserve", "--kubeconfig", cluster["kubeconfig"],
-                   "--timeout", "2", "--json", check=check)
+    return reelops(cluster["workspace"], "deploy", *args, "--analysis", "manual", "--target", "kserve",
+                   "--kubeconfig", cluster["kubeconfig"], "--timeout", "2", "--json", check=check)
 
 
 def writes(api) -> list:
@@ -421,11 +498,14 @@ def test_cluster_failures_are_one_line_and_move_no_alias(cluster, tmp_path):
     kube(cluster, "1", "--storage-uri", "s3://models/1")
     before = aliases_of(workspace)
 
+    no_prometheus = reelops(workspace, "deploy", "2", "--target", "kserve", "--kubeconfig", cluster["kubeconfig"],
+                            "--storage-uri", "s3://models/2", check=False)
+    assert no_prometheus.returncode == 1 and "pass --prometheus-url URL" in no_prometheus.stderr
     missing = reelops(workspace, "deploy", "2", "--target", "kserve", "--kubeconfig", str(tmp_path / "nope"),
-                      "--storage-uri", "s3://models/2", check=False)
+                      "--storage-uri", "s3://models/2", "--analysis", "manual", check=False)
     assert missing.returncode == 1 and f"no kubeconfig at {tmp_path / 'nope'}" in missing.stderr
     unknown = reelops(workspace, "deploy", "2", "--target", "kserve", "--kubeconfig", cluster["kubeconfig"],
-                      "--namespace", "elsewhere", "--storage-uri", "s3://models/2", check=False)
+                      "--namespace", "elsewhere", "--storage-uri", "s3://models/2", "--analysis", "manual", check=False)
     assert unknown.returncode == 1 and "namespace 'elsewhere' not found" in unknown.stderr
     api.forbidden = True
     refused = kube(cluster, "2", "--storage-uri", "s3://models/2", check=False)
@@ -436,6 +516,6 @@ def test_cluster_failures_are_one_line_and_move_no_alias(cluster, tmp_path):
     assert stuck.returncode == 1 and "did not become ready within 2 s: RevisionFailed" in stuck.stderr
     local_store = kube(cluster, "2", check=False)  # the registry's artifacts are on this machine's disk
     assert local_store.returncode == 1 and "which a cluster cannot read" in local_store.stderr
-    for error in (missing, unknown, refused, stuck, local_store):
+    for error in (no_prometheus, missing, unknown, refused, stuck, local_store):
         assert len(error.stderr.strip().splitlines()) == 1, error.stderr
     assert aliases_of(workspace) == before

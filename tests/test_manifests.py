@@ -255,6 +255,7 @@ def test_the_ci_and_cd_workflows_exist_and_do_what_they_promise():
     assert cd["jobs"]["pipelines"]["env"]["REELOPS_IMAGE"] == "${{ needs.images.outputs.pipeline }}"
     assert "--wait" in run  # training finishes before anything is deployed
     assert "reelops deploy canary --strategy canary --percent 10 --target kserve" in run
+    assert '--analysis auto --prometheus-url "$PROMETHEUS_URL"' in run
     assert cd["jobs"]["deploy"]["env"]["REELOPS_SERVE_IMAGE"] == "${{ needs.images.outputs.serve }}"
     assert cd["jobs"]["deploy"]["needs"] == ["images", "pipelines"]
 

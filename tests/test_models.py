@@ -41,12 +41,25 @@ def _split(data):
     return train, test
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("algorithm", [name for name in ALGORITHMS if name != "random"])
 def test_every_model_beats_the_global_mean(small_world, algorithm):
     train, test = _split(small_world)
     model = make_model(algorithm, **FAST.get(algorithm, {})).fit(train, users=small_world.users, movies=small_world.movies)
     global_mean = rmse(np.full(len(test), train["rating"].mean()), test["rating"])
     assert rmse(model.predict(test), test["rating"]) < global_mean
+
+
+def test_random_scores_rank_below_popularity_and_answer_the_same_twice(small_world):
+    """The deliberately bad model: worse than the simplest real one, but a stable answer per user."""
+    train, test = _split(small_world)
+    args = dict(users=small_world.users, movies=small_world.movies)
+    random_scores = make_model("random", seed=3).fit(train, **args)
+    popularity = make_model("popularity").fit(train, **args)
+    assert ranking_metrics(random_scores, test)["ndcg@10"] < ranking_metrics(popularity, test)["ndcg@10"]
+    users = test["user_id"].unique()[:5]
+    first, again = random_scores.recommend(users, k=10), random_scores.recommend(users, k=10)
+    assert (first.movie_ids == again.movie_ids).all()
+    assert not (first.movie_ids == make_model("random", seed=4).fit(train, **args).recommend(users, k=10).movie_ids).all()
 
 
 def test_factor_model_beats_bias_baseline_on_default_world(default_world):

@@ -29,9 +29,49 @@ def add_commands(commands, with_json) -> None:
                         help="kserve: where the cluster reads the version's model folder (default: its artifact "
                              "location in the tracking store)")
     deploy.add_argument("--port", type=int, default=None, help="the router's port when the plane starts (default: free)")
+    deploy.add_argument("--analysis", choices=["auto", "manual"], default="auto",
+                        help="canary only: auto (default) watches canary and stable and promotes or rolls back on its "
+                             "own, returning after the decision; manual leaves it to deploy promote|rollback")
+    deploy.add_argument("--prometheus-url", default=None,
+                        help="kserve with --analysis auto: the Prometheus the analysis queries (PromQL)")
+    deploy.add_argument("--rule", action="append", default=[], metavar="KEY=VALUE",
+                        help="a rule of the canary analysis, repeatable: stars_margin, error_margin, latency_ratio, latency_slack_ms, "
+                             "alpha, min_canary_requests, min_feedback, max_canary_requests, poll_seconds, "
+                             "timeout_seconds, unreachable_polls (defaults and their reasons: README, Canary analysis)")
     deploy.add_argument("--force", action="store_true", help="deploy a version the gate did not bless (needs --reason)")
     deploy.add_argument("--reason", default=None, help="why (recorded in the alias history)")
     deploy.set_defaults(handler=cmd_deploy)
+
+
+def _policy(rules: list):
+    """The analysis' rules from ``--rule key=value`` (the defaults for the rest)."""
+    import dataclasses
+
+    from reelops.deploy.analysis import CanaryPolicy
+    from reelops.params import parse_key_values
+
+    try:
+        values = parse_key_values(rules)
+    except ValueError as error:
+        raise CommandError(str(error).replace("--param", "--rule")) from None
+    known = {f.name for f in dataclasses.fields(CanaryPolicy)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CommandError(f"--rule {unknown[0]}: unknown rule (known: {', '.join(sorted(known))})")
+    try:
+        return CanaryPolicy(**values)
+    except (TypeError, ValueError) as error:
+        raise CommandError(f"--rule: {error}") from None
+
+
+def _progress(verdict: dict) -> None:
+    """One line per poll on stderr while the analysis runs."""
+    import sys
+
+    states = "  ".join(f"{c['metric']}: {c['state']}" + (f" ({c['worse_by']:+.3g})" if "worse_by" in c else "")
+                       for c in verdict["comparisons"])
+    print(f"[{verdict['seconds']:>6.0f} s] canary {verdict['canary_requests']:,} requests  {states}  "
+          f"-> {verdict['decision']}", file=sys.stderr, flush=True)
 
 
 def cmd_deploy(args) -> None:
@@ -53,10 +93,16 @@ def cmd_deploy(args) -> None:
                                                if r["stopped"] else "no local plane was running"))
             return
         else:
+            policy = _policy(args.rule)
             result = deploy.deploy(args.what, strategy=args.strategy, percent=args.percent, force=args.force,
-                                   reason=args.reason, port=args.port, storage_uri=args.storage_uri, **where)
+                                   reason=args.reason, port=args.port, storage_uri=args.storage_uri,
+                                   analysis=args.analysis, policy=policy, prometheus_url=args.prometheus_url,
+                                   progress=None if args.json else _progress, **where)
     except deploy.DeployError as error:
         raise CommandError(str(error)) from error
+    except KeyboardInterrupt:
+        raise CommandError("canary analysis interrupted: the canary keeps its share of traffic; "
+                           "reelops deploy promote or reelops deploy rollback") from None
     emit(args, result, render_cluster_status if args.target == "kserve" else render_status)
 
 
@@ -75,6 +121,30 @@ def render_status(result: dict) -> None:
     status = result["status"]
     print(f"latestRolledoutRevision {status['latestRolledoutRevision']}, "
           f"previousRolledoutRevision {status['previousRolledoutRevision'] or '-'}")
+    render_analysis(result.get("analysis"))
+
+
+def render_analysis(analysis: dict | None) -> None:
+    """The latest canary analysis: its decision and one row per comparison with its interval."""
+    from reelops.console import print_table
+
+    if not analysis:
+        return
+    rows = []
+    for c in analysis.get("comparisons", []):
+        interval = c.get("interval")
+        shown = {"quality": lambda c: f"{c['canary']:.3f} vs {c['stable']:.3f} stars",
+                 "errors": lambda c: f"{c['canary']:.2%} vs {c['stable']:.2%}",
+                 "latency": lambda c: f"p95 {c['canary_p95_ms']:.2f} vs {c['stable_p95_ms']:.2f} ms"}
+        rows.append([c["metric"], shown[c["metric"]](c) if "worse_by" in c else "-",
+                     f"{c['worse_by']:+.4f}" if "worse_by" in c else "-",
+                     f"[{interval[0]:+.4f}, {interval[1]:+.4f}]" if interval else "-", f"{c['margin']:g}",
+                     "/".join(str(n) for n in c.get("n", [])), c["state"]])
+    print_table(rows, ["comparison", "canary vs stable", "worse by", "always-valid interval", "margin",
+                       "n canary/stable", "state"],
+                title=f"canary analysis of version {analysis.get('version', '?')} ({analysis.get('canary')} vs "
+                      f"{analysis.get('stable')}): {analysis['decision']}")
+    print(f"reason: {analysis['reason']}")
 
 
 def render_cluster_status(result: dict) -> None:
@@ -92,3 +162,4 @@ def render_cluster_status(result: dict) -> None:
                           f"  phase: {service['phase']}  latest version: {service['latest_version']}")
         print(f"latestRolledoutRevision {service['latestRolledoutRevision'] or '-'}, "
               f"previousRolledoutRevision {service['previousRolledoutRevision'] or '-'}")
+    render_analysis(result.get("analysis"))

@@ -13,11 +13,17 @@ after the serving change succeeded:
   there while the stable version keeps all traffic, and holds ``canary``; :func:`promote`
   switches all traffic to it, :func:`rollback` switches back;
 - :func:`rollback` after a promotion returns traffic (and ``production``) to the previous version.
+
+A canary deployed with ``analysis="auto"`` (the default) is then watched by
+:mod:`reelops.deploy.analysis` until it decides: the canary is promoted, or rolled back
+(worse, or inconclusive), and the decision with its evidence is kept on the version (tag
+``reelops.canary_analysis``) and in the alias history; :func:`status` shows the analysis.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from reelops.deploy.local import LocalPlane, PlaneError, alive, terminate
@@ -28,6 +34,8 @@ __all__ = ["BLUE_GREEN", "CANARY", "STRATEGIES", "DeployError", "RolloutError", 
            "stop"]
 
 TARGETS = ("local", "kserve")
+AUTO, MANUAL = "auto", "manual"
+ANALYSES = (AUTO, MANUAL)
 STABLE, ROLLED_BACK = "stable", "rolled-back"
 SMOKE_USER = 1
 
@@ -87,7 +95,8 @@ def _cluster(cluster: dict | None):
 
 def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = False, reason: str | None = None,
            port: int | None = None, target: str = "local", cluster: dict | None = None,
-           storage_uri: str | None = None) -> dict:
+           storage_uri: str | None = None, analysis: str = AUTO, policy=None, prometheus_url: str | None = None,
+           progress=None) -> dict:
     """Roll out ``version`` with ``strategy`` on the target; returns :func:`status`.
 
     Args:
@@ -101,6 +110,12 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         cluster: for ``kserve``: ``namespace``, ``kubeconfig``, ``timeout`` (see KServeTarget).
         storage_uri: for ``kserve``: where the cluster reads the version's model folder (by
             default its artifact location in the tracking store, which must be s3://, gs://, ...).
+        analysis: for a canary: ``auto`` watches it and promotes or rolls back on its own
+            (:mod:`reelops.deploy.analysis`; this call returns after the decision), ``manual``
+            leaves it to :func:`promote` / :func:`rollback`.
+        policy: the analysis' rules (:class:`reelops.deploy.analysis.CanaryPolicy`; defaults when None).
+        prometheus_url: for ``kserve`` with ``auto``: the Prometheus whose PromQL the analysis reads.
+        progress: called with each interim verdict of the analysis.
 
     Raises:
         DeployError: the version may not serve, a rollout is in progress, or a revision
@@ -117,6 +132,12 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         raise DeployError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if strategy == CANARY and not 1 <= int(percent) <= 99:
         raise DeployError(f"--percent must be within 1-99 for a canary, got {percent}")
+    if analysis not in ANALYSES:
+        raise DeployError(f"unknown analysis {analysis!r}; choose from {', '.join(ANALYSES)}")
+    watch = strategy == CANARY and analysis == AUTO
+    if watch and target == "kserve" and not prometheus_url:
+        raise DeployError("automatic canary analysis on kserve reads Prometheus: pass --prometheus-url URL "
+                          "(or --analysis manual)")
     override = _may_serve(version, force, reason)
     reason = reason or f"deployed ({strategy})"
     if target == "kserve":
@@ -125,6 +146,8 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         kube = _cluster(cluster)
         step = kube.deploy(version, strategy, percent, storage_uri or cluster_storage_uri(version), override)
         _aliases_after_deploy(version, step == "first", reason, override)  # the cluster took the change
+        if watch and step != "first":
+            return _analyse_and_decide(version, target, cluster, policy, prometheus_url, progress)
         return kube.status()
     plane = LocalPlane()
     with plane.lock():
@@ -187,7 +210,76 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         if not first:
             plane.retire(state, keep=service.serving())
             plane.write(state)
+    if watch and not first:
+        return _analyse_and_decide(version, target, cluster, policy, prometheus_url, progress)
     return status()
+
+
+def _analysis_path():
+    from reelops.workspace import workspace_dir
+
+    return workspace_dir() / "serving" / "canary-analysis.json"
+
+
+def _write_analysis(verdict: dict) -> None:
+    """The analysis as it stands, for ``reelops deploy status`` in another process (replaced whole)."""
+    path = _analysis_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(verdict, indent=2, sort_keys=True))
+    os.replace(partial, path)
+
+
+def _read_analysis() -> dict | None:
+    path = _analysis_path()
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _evidence(verdict: dict) -> dict:
+    """What is kept of a verdict on the version and in the history: decision, reason, counts, intervals."""
+    keep = ("decision", "reason", "version", "canary", "stable", "canary_requests", "seconds", "polls", "comparisons",
+            "policy")
+    return {key: verdict[key] for key in keep if key in verdict}
+
+
+def _analyse_and_decide(version: str, target: str, cluster: dict | None, policy, prometheus_url: str | None,
+                        progress) -> dict:
+    """Watch the canary just deployed until the analysis decides, then promote or roll back."""
+    from reelops import registry
+    from reelops.deploy.analysis import (PROMOTE, ROLLBACK, CanaryPolicy, MetricsError, PlaneMetrics,
+                                         PrometheusMetrics, analyse)
+
+    if target == "kserve":
+        kube = _cluster(cluster)
+        service = kube.status()["services"][registry.MODEL_NAME]
+        source = PrometheusMetrics(prometheus_url, selector=f'namespace="{kube.namespace}"')
+    else:
+        service = status()["status"]
+        source = PlaneMetrics()
+    canary, stable = service["latestReadyRevision"], service["latestRolledoutRevision"]
+
+    def report(verdict: dict) -> None:
+        _write_analysis({**verdict, "version": version, "target": target,
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        if progress is not None:
+            progress(verdict)
+
+    try:
+        verdict = analyse(source, canary, stable, policy or CanaryPolicy(), progress=report)
+    except MetricsError as error:
+        verdict = {"decision": ROLLBACK, "reason": f"the metrics could not be read: {error}", "canary": canary,
+                   "stable": stable, "comparisons": [], "canary_requests": 0}
+        report(verdict)
+    evidence = {**_evidence(verdict), "version": version}
+    registry.record_canary_analysis(version, evidence)
+    if verdict["decision"] == PROMOTE:
+        result = promote(reason=f"canary analysis: {verdict['reason']}", target=target, cluster=cluster,
+                         analysis=evidence)
+    else:
+        result = rollback(reason=f"canary analysis, {verdict['decision']}: {verdict['reason']}", target=target,
+                          cluster=cluster, analysis=evidence)
+    result["analysis"] = evidence
+    return result
 
 
 def _aliases_after_deploy(version: str, first: bool, reason: str, override: bool) -> None:
@@ -200,12 +292,12 @@ def _aliases_after_deploy(version: str, first: bool, reason: str, override: bool
         registry.promote(version, reason=reason, force=override)
 
 
-def _aliases_after_rollback(in_progress: bool, reason: str) -> None:
+def _aliases_after_rollback(in_progress: bool, reason: str, analysis: dict | None = None) -> None:
     """The registry follows a rollback: a rollout's canary is withdrawn, or production goes back."""
     from reelops import registry
 
     if in_progress:
-        registry.clear_canary(reason)
+        registry.clear_canary(reason, analysis=analysis)
     else:
         registry.rollback(reason)
 
@@ -232,14 +324,16 @@ def _require_plane(plane: LocalPlane) -> dict:
     return state
 
 
-def promote(reason: str | None = None, target: str = "local", cluster: dict | None = None) -> dict:
-    """Give the canary (or the blue-green candidate) all traffic and make it ``production``."""
+def promote(reason: str | None = None, target: str = "local", cluster: dict | None = None,
+            analysis: dict | None = None) -> dict:
+    """Give the canary (or the blue-green candidate) all traffic and make it ``production``
+    (``analysis``: the canary analysis that decided it, for the history)."""
     from reelops import registry
 
     if target == "kserve":
         kube = _cluster(cluster)
         version, override = kube.promote()
-        registry.promote(version, reason=reason or "promoted", force=override)
+        registry.promote(version, reason=reason or "promoted", force=override, analysis=analysis)
         return kube.status()
 
     plane = LocalPlane()
@@ -252,21 +346,24 @@ def promote(reason: str | None = None, target: str = "local", cluster: dict | No
         service.apply(with_canary(service.spec, None), version)
         state["service"], state["phase"] = service.to_dict(), STABLE
         reason = reason or f"promoted after {state['strategy']}"
-        _record(state, "promote", version=version, reason=reason)
+        _record(state, "promote", version=version, reason=reason,
+                **({"analysis": analysis["decision"]} if analysis else {}))
         plane.write(state)
         plane.wait_router_sees(state)
-        registry.promote(version, reason=reason, force=state.get("override", False))
+        registry.promote(version, reason=reason, force=state.get("override", False), analysis=analysis)
         plane.retire(state, keep=service.serving())
         plane.write(state)
     return status()
 
 
-def rollback(reason: str | None = None, target: str = "local", cluster: dict | None = None) -> dict:
-    """All traffic back to the version that served before (a rollout in progress, or the last promotion)."""
+def rollback(reason: str | None = None, target: str = "local", cluster: dict | None = None,
+             analysis: dict | None = None) -> dict:
+    """All traffic back to the version that served before (a rollout in progress, or the last
+    promotion; ``analysis``: the canary analysis that decided it, for the history)."""
     if target == "kserve":
         kube = _cluster(cluster)
         _, in_progress = kube.rollback()
-        _aliases_after_rollback(in_progress, reason or "rolled back")
+        _aliases_after_rollback(in_progress, reason or "rolled back", analysis)
         return kube.status()
 
     plane = LocalPlane()
@@ -289,10 +386,11 @@ def rollback(reason: str | None = None, target: str = "local", cluster: dict | N
         service.apply(with_canary(service.spec, 0), version)
         state["service"], state["phase"] = service.to_dict(), ROLLED_BACK
         reason = reason or ("rolled back during " + state["strategy"] if in_progress else "rolled back")
-        _record(state, "rollback", version=version, to=service.revision(back_to).version, reason=reason)
+        _record(state, "rollback", version=version, to=service.revision(back_to).version, reason=reason,
+                **({"analysis": analysis["decision"]} if analysis else {}))
         plane.write(state)
         plane.wait_router_sees(state)
-        _aliases_after_rollback(in_progress, reason)
+        _aliases_after_rollback(in_progress, reason, analysis)
         plane.retire(state, keep=service.serving())
         plane.write(state)
     return status()
@@ -316,12 +414,12 @@ def status(target: str = "local", cluster: dict | None = None) -> dict:
     import httpx
 
     if target == "kserve":
-        return _cluster(cluster).status()
+        return {**_cluster(cluster).status(), "analysis": _read_analysis()}
 
     plane = LocalPlane()
     state = plane.read()
     if state is None:
-        return {"running": False, "revisions": []}
+        return {"running": False, "revisions": [], "analysis": _read_analysis()}
     service = ServiceState.from_dict(state["service"])
     traffic = {}
     for route in service.routes():
@@ -345,4 +443,4 @@ def status(target: str = "local", cluster: dict | None = None) -> dict:
                           "tags": traffic.get(revision.name, {}).get("tags", [])})
     return {"running": plane.router_running(state), "url": state["router"]["url"], "phase": state["phase"],
             "strategy": state["strategy"], "revisions": revisions, "status": service.status(),
-            "history": state.get("history", [])[-10:], "plane": str(plane.root)}
+            "history": state.get("history", [])[-10:], "plane": str(plane.root), "analysis": _read_analysis()}

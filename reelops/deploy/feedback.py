@@ -13,7 +13,8 @@ or as a CloudEvent in binary mode with the same body, ``ce-type: org.reelops.fee
 Each accepted rating is appended to ``feedback.jsonl`` beside the plane's state and counted
 for Prometheus per revision and version (``reelops_feedback_total`` and
 ``reelops_feedback_stars_total``: their ratio is the mean rating users gave each revision's
-recommendations), which is what the canary analysis and the drift detector read. A bad
+recommendations; ``reelops_feedback_stars_squared_total`` gives their variance), which is what
+the canary analysis and the drift detector read. A bad
 rating gets a 400 naming the field and is counted by reason
 (``reelops_feedback_rejected_total``).
 """
@@ -108,6 +109,9 @@ class FeedbackBook:
                              ["revision", "version"], registry=registry)
         self.stars = Counter("reelops_feedback_stars", "Sum of the ratings received, by revision and version",
                              ["revision", "version"], registry=registry)
+        self.stars_squared = Counter("reelops_feedback_stars_squared",
+                                     "Sum of the squared ratings received, by revision and version",
+                                     ["revision", "version"], registry=registry)
         self.rejected = Counter("reelops_feedback_rejected", "Feedback refused, by reason", ["reason"],
                                 registry=registry)
 
@@ -121,6 +125,7 @@ class FeedbackBook:
         labels = {"revision": revision or "unattributed", "version": version or "unknown"}
         self.count.labels(**labels).inc()
         self.stars.labels(**labels).inc(entry["rating"])
+        self.stars_squared.labels(**labels).inc(entry["rating"] ** 2)
         with self.lock, open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(kept) + "\n")
         return kept

@@ -17,6 +17,7 @@ DEFAULT_ALGORITHM = "hybrid"
 
 # name -> (module, class): modules are imported on first use.
 ALGORITHMS = {
+    "random": ("reelops.models.classic", "RandomScores"),
     "baseline": ("reelops.models.classic", "BiasBaseline"),
     "popularity": ("reelops.models.classic", "Popularity"),
     "sklearn-mf": ("reelops.models.classic", "MatrixFactorization"),

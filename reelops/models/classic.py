@@ -1,5 +1,6 @@
 """Recommenders built on numpy/scipy as scikit-learn estimators: bias baseline, popularity,
-biased matrix factorization (SGD), EASE (ranking) and the default hybrid of the last two."""
+biased matrix factorization (SGD), EASE (ranking), the default hybrid of the last two, and
+random scores (the floor every model must beat)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,30 @@ class Popularity(Recommender):
 
     def _rank_known(self, users, parallel=False):
         return np.broadcast_to(self.popularity_, (len(users), len(self.popularity_))).copy()
+
+
+class RandomScores(Recommender):
+    """Scores every movie at random (fixed per user and seed): the floor of any comparison, and
+    the deliberately bad model a canary analysis must catch.
+
+    Args:
+        seed: the draw; the same seed gives every user the same ranking each time.
+    """
+
+    algorithm = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def _rank_known(self, users, parallel=False):
+        return np.stack([np.random.default_rng([self.seed, int(user)]).random(len(self.movie_ids_))
+                         for user in users]) if len(users) else np.empty((0, len(self.movie_ids_)))
+
+    def _predict_known(self, users, movies):
+        low, high = self.rating_range_
+        # A hash of the pair, so a rating asked twice is the same.
+        key = (users.astype(np.int64) * 1_000_003 + movies.astype(np.int64) * 7_919 + self.seed) % 10_007
+        return low + (high - low) * key / 10_006.0
 
 
 def _factorize(model, users, movies, ratings, progress):

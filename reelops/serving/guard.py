@@ -14,7 +14,13 @@ every answer, including those KServe's own handlers and FastAPI's validation pro
 - ``GET`` on ``:predict`` gets 405 with ``Allow: POST`` (not 404 "model does not exist");
 - a V1 ``:predict`` without a JSON content type gets 400 saying so;
 - every non-2xx answer is counted once in ``reelops_request_errors_total{status,reason}``
-  with a reason from a fixed set (an unknown path cannot create a new series).
+  with a reason from a fixed set (an unknown path cannot create a new series);
+- every inference answer (``:predict``, ``/infer``) is counted by status class in
+  ``reelops_inference_requests_total{code}`` and, when it succeeded, timed in the histogram
+  ``reelops_inference_seconds`` (whole request, body read to answer sent). These are the
+  canary analysis' error rate and p95 latency (:mod:`reelops.deploy.analysis`): its buckets
+  grow by 10% from 0.5 ms to 12 s, so a p95 read from them is within 5% of the exact one,
+  fine enough to tell a 20% slowdown.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import contextvars
 import json
 import logging
 
-from prometheus_client import Counter
+import time
+
+from prometheus_client import Counter, Histogram
 
 logger = logging.getLogger("reelops.serving")
 
@@ -37,6 +45,11 @@ STATUS_REASONS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed
 REASONS = PREDICTOR_REASONS | set(STATUS_REASONS.values()) | {"client_error", "server_error", "bad_content_type"}
 
 ERRORS = Counter("reelops_request_errors", "Non-2xx answers, by HTTP status and reason", ["status", "reason"])
+INFERENCE_BUCKETS = tuple(round(0.0005 * 1.1**step, 7) for step in range(107))
+INFERENCE_REQUESTS = Counter("reelops_inference_requests", "Inference answers (:predict, /infer), by status class",
+                             ["code"])
+INFERENCE_SECONDS = Histogram("reelops_inference_seconds", "Seconds to answer an inference request that succeeded",
+                              buckets=INFERENCE_BUCKETS)
 
 _NOTE: contextvars.ContextVar = contextvars.ContextVar("reelops_request_note", default=None)
 
@@ -87,6 +100,7 @@ class RequestGuard:
         note = {"reason": None}
         token = _NOTE.set(note)
         started = {"status": None}
+        began = time.perf_counter()
 
         async def counted_send(message):
             if message["type"] == "http.response.start":
@@ -109,9 +123,15 @@ class RequestGuard:
         except Exception:
             if started["status"] is None:  # Starlette's outer error middleware answers 500
                 count_error(500, "server_error")
+                started["status"] = 500
             raise
         finally:
             _NOTE.reset(token)
+            if _is_inference(scope["path"]) and started["status"] is not None:
+                status = started["status"]
+                INFERENCE_REQUESTS.labels(code=f"{status // 100}xx").inc()
+                if status < 300:
+                    INFERENCE_SECONDS.observe(time.perf_counter() - began)
 
     def _refusal(self, scope, headers: dict):
         """(status, reason, message, headers) for a request refused before the app sees it, else None."""
@@ -175,6 +195,10 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return replay
+
+
+def _is_inference(path: str) -> bool:
+    return path.endswith(":predict") or (path.startswith("/v2/models/") and path.endswith("/infer"))
 
 
 def _asks_version(scope) -> bool:
