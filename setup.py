@@ -68,6 +68,7 @@ setup(
         "pyarrow",
         "fsspec",
         "aiohttp",
+        "cloudevents",
         "tqdm",
         "filelock",
         "matplotlib",

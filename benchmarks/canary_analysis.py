@@ -9,11 +9,17 @@ oracle's ratings as delayed feedback (:mod:`reelops.simulate.traffic`), and depl
 candidate as a canary with ``--analysis auto``, every command in its own process as a user
 runs it. The seed draws the users and the movies they watch, and the router's split.
 
+Then the shadow: the serving path's maximum request rate is measured with wrk (concurrency 16,
+through the router), and callers' p50 latency at a steady 30% of it is measured with the
+shadow off and on, interleaved (off, on, off, on, ...), the serving model as its own shadow
+and then the random-scores model as the shadow.
+
 Goals (issue 25): the bad canary rolled back before 2,000 requests reached it in at least 9
 of 10 runs, with zero failed requests; the good one promoted within the maximum in at least 9
-of 10; both decisions with their evidence in the registry history.
+of 10; both decisions with their evidence in the registry history; shadow on, callers' p50
+within 10% of shadow off; agreement@10 1.0 for the same model, below 0.5 for random scores.
 
-    .venv/bin/python benchmarks/canary_analysis.py [--runs 10] [--rate 200] [--percent 20]
+    .venv/bin/python benchmarks/canary_analysis.py [--runs 10] [--rate 200] [--percent 20] [--only random|v2|shadow]
 """
 
 from __future__ import annotations
@@ -95,6 +101,57 @@ def one_run(workspace: Path, setup: dict, candidate: str, seed: int, rate: float
             "comparisons": analysis["comparisons"]}
 
 
+def shadow_part(workspace: Path, setup: dict, args) -> None:
+    """Callers' p50 with the shadow off and on at 30% of the maximum rate; the shadow's agreement."""
+    import numpy as np
+
+    from benchmarks.serving import LUA, ensure_wrk, load
+    from reelops.console import print_table
+    from reelops.simulate import World
+    from reelops.simulate.traffic import TrafficReplay
+
+    reelops(workspace, "deploy", "stop")
+    production = json.loads(reelops(workspace, "registry", "list", "--json").stdout)
+    if not any("production" in v["aliases"] and v["version"] == setup["v1"] for v in production["versions"]):
+        reelops(workspace, "registry", "promote", setup["v1"], "--reason", "benchmark: shadow part")
+    url = json.loads(reelops(workspace, "deploy", setup["v1"], "--json").stdout)["url"]
+    script = workspace / "post.lua"
+    script.write_text(LUA)
+    wrk = ensure_wrk()
+    load(wrk, url, 4, 2, script)  # warm-up
+    maximum = float(np.median([load(wrk, url, 16, 3, script)["rps"] for _ in range(3)]))
+    rate = 0.3 * maximum
+    world = World.from_directory(setup["world"])
+    rows, ratios, agreements = [], {}, {}
+    for shadow in (setup["v1"], setup["random"]):
+        p50 = {"off": [], "on": []}
+        for repeat in range(args.shadow_repeats):
+            for state in ("off", "on"):
+                if state == "on":
+                    reelops(workspace, "deploy", shadow, "--strategy", "shadow")
+                stats = TrafficReplay(url, world, rate=rate, seed=100 + repeat, feedback=False).run(
+                    int(rate * args.shadow_seconds))
+                p50[state].append(float(np.median([r[1] for r in stats.records])) * 1000)
+                if state == "on":
+                    report = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)["shadow"]["report"]
+                    reelops(workspace, "deploy", "stop-shadow")
+                    windows = report["windows"] or [report["current"]]
+                    agreements.setdefault(shadow, []).append(float(np.mean([w["agreement"] for w in windows])))
+                    dropped = sum(report["dropped"].values()) + sum(report["shadow_errors"].values())
+                    rows.append([shadow, repeat, f"{p50['off'][-1]:.2f}", f"{p50['on'][-1]:.2f}",
+                                 f"{p50['on'][-1] / p50['off'][-1]:.3f}", report["compared"], dropped,
+                                 f"{agreements[shadow][-1]:.3f}", len(stats.failures())])
+        ratios[shadow] = float(np.median([on / off for on, off in zip(p50["on"], p50["off"])]))
+    print_table(rows, ["shadow version", "repeat", "p50 off ms", "p50 on ms", "on/off", "compared", "dropped+errors",
+                       "agreement@10", "failed"],
+                title=f"shadow: callers' p50 at {rate:.0f} requests/s (30% of the measured maximum {maximum:.0f}/s), "
+                      f"{args.shadow_seconds:g} s per cell, off/on interleaved; primary version {setup['v1']}")
+    for shadow, ratio in ratios.items():
+        what = "same model" if shadow == setup["v1"] else "random scores"
+        print(f"shadow {what}: p50 on/off {ratio:.3f} (goal <= 1.10): {'met' if ratio <= 1.10 else 'NOT met'}; "
+              f"agreement@10 {np.mean(agreements[shadow]):.3f} (goal {'1.0' if what == 'same model' else '< 0.5'})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
@@ -102,7 +159,9 @@ def main() -> None:
     parser.add_argument("--percent", type=int, default=20, help="the canary's share of traffic")
     parser.add_argument("--world-seed", type=int, default=0)
     parser.add_argument("--rule", action="append", default=[], help="an analysis rule, key=value (see reelops deploy)")
-    parser.add_argument("--only", choices=["random", "v2"], default=None, help="run one case only")
+    parser.add_argument("--only", choices=["random", "v2", "shadow"], default=None, help="run one part only")
+    parser.add_argument("--shadow-seconds", type=float, default=15.0, help="seconds per shadow on/off cell")
+    parser.add_argument("--shadow-repeats", type=int, default=3, help="on/off pairs per shadow model")
     args = parser.parse_args()
     from reelops.console import print_table
 
@@ -111,6 +170,9 @@ def main() -> None:
     workspace.mkdir()
     try:
         setup = prepare(scratch, workspace, args.world_seed)
+        if args.only == "shadow":
+            shadow_part(workspace, setup, args)
+            return
         rows, outcomes = [], {"random": [], "v2": []}
         for seed in range(args.runs):
             for candidate in [args.only] if args.only else ("random", "v2"):
@@ -137,6 +199,8 @@ def main() -> None:
               f"{'met' if promoted >= 0.9 * len(good) else 'NOT met'}")
         print(f"decisions with their evidence in the registry history: {recorded}/{len(bad) + len(good)}; "
               f"failed requests over all runs: {failed}")
+        if args.only is None:
+            shadow_part(workspace, setup, args)
     finally:
         reelops(workspace, "deploy", "stop", check=False)
         shutil.rmtree(scratch, ignore_errors=True)

@@ -319,6 +319,7 @@ def test_automatic_canary_analysis_rolls_back_a_bad_model_and_promotes_a_good_on
     assert promoted["analysis"]["decision"] == "promote" and promoted["analysis"]["canary_requests"] >= 150
     shown = json.loads(reelops(workspace, "registry", "show", "4", "--json").stdout)
     assert shown["canary_analysis"]["decision"] == "rollback"
+    assert "canary analysis of version 4" in reelops(workspace, "registry", "show", "4").stdout
     table = reelops(workspace, "deploy", "status").stdout
     assert "canary analysis of version 2" in table and "non-inferior" in table and "always-valid interval" in table
 
@@ -354,6 +355,54 @@ def test_the_analysis_reads_the_same_series_from_prometheus_as_from_the_predicto
         assert direct[revision].requests > 0 and direct[revision].feedback > 0
         assert through[revision] == direct[revision], revision
     reelops(workspace, "deploy", "rollback")
+
+
+def _shadow_report(workspace, compared: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        shadow = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)["shadow"]
+        if shadow["report"]["compared"] >= compared or time.monotonic() > deadline:
+            return shadow
+        time.sleep(0.5)
+
+
+def test_a_shadow_answers_every_request_unseen_and_its_report_tells_same_from_random(plane):
+    """The router logs each answer to the comparator, which replays it against the shadow:
+    the serving model as its own shadow agrees fully, random scores do not; callers see only
+    the primary."""
+    from reelops.simulate import World
+    from reelops.simulate.traffic import TrafficReplay
+
+    workspace = plane["workspace"]
+    world = World.from_directory(workspace.parent / "world")
+    before = aliases_of(workspace)
+    started = json.loads(reelops(workspace, "deploy", "1", "--strategy", "shadow", "--json").stdout)
+    assert started["shadow"]["version"] == "1" and started["shadow"]["running"]
+    same = TrafficReplay(plane["url"], world, rate=150, seed=5, feedback=False).run(250)
+    itself = _shadow_report(workspace, 250)
+    report = itself["report"]
+    assert report["compared"] == 250 and report["dropped"] == {} and report["shadow_errors"] == {}
+    window = report["windows"][0]
+    assert window["requests"] == 200 and window["agreement"] == 1.0 and window["rank_correlation"] == 1.0
+    assert window["score_difference"] == 0.0 and window["primary_p50_ms"] > 0 and window["shadow_p50_ms"] > 0
+    stopped = json.loads(reelops(workspace, "deploy", "stop-shadow", "--json").stdout)
+    assert stopped["shadow"] is None and stopped["history"][-1]["last_window"]["agreement"] == 1.0
+    reelops(workspace, "deploy", "4", "--strategy", "shadow")
+    other = TrafficReplay(plane["url"], world, rate=150, seed=6, feedback=False).run(250)
+    random_scores = _shadow_report(workspace, 250)["report"]
+    assert random_scores["windows"][0]["agreement"] < 0.5
+    assert all(r[3] == R1 for r in same.records + other.records)  # callers never got a shadow answer
+    assert same.failures() == [] and other.failures() == []
+    assert "reelops_shadow_compared_total 250.0" in httpx.get(f"{random_scores_url(workspace)}/metrics").text
+    assert 'reelops_router_logger_events_total{outcome="sent"}' in httpx.get(f"{plane['url']}/metrics").text
+    table = reelops(workspace, "deploy", "status").stdout
+    assert "shadow: version 4" in table and "agreement@10" in table
+    reelops(workspace, "deploy", "stop-shadow")
+    assert aliases_of(workspace) == before  # a shadow moves no alias
+
+
+def random_scores_url(workspace) -> str:
+    return json.loads((workspace / "serving" / "plane" / "state.json").read_text())["shadow"]["comparator"]["url"]
 
 
 def test_feedback_is_attributed_to_the_revision_that_served_and_bad_feedback_is_refused(plane):
@@ -474,6 +523,46 @@ def test_canary_promote_and_rollback_on_kserve_send_what_kserve_expects(cluster)
     withdrawn = json.loads(kube(cluster, "rollback").stdout)
     assert predictor_status(withdrawn) == ([("00002", 0, None), ("00001", 100, "prev")], "00001", "00001")
     assert aliases_of(workspace) == {"production": "1", "previous": "2"}
+
+
+def test_automatic_analysis_on_kserve_reads_prometheus_and_promotes_through_kserveclient(plane, cluster, tmp_path):
+    """The kserve path of the analysis end to end: the local plane plays the cluster's pods (its
+    revisions carry the names KServe gives them), a real Prometheus scrapes them with the labels
+    the PodMonitor sets, the analysis reads PromQL and promotes through the stand-in API server."""
+    from reelops.simulate import World
+    from reelops.simulate.traffic import TrafficReplay
+    from tests.servers import prometheus_server
+
+    reelops(plane["workspace"], "deploy", "2", "--percent", "50", "--analysis", "manual")
+    state = json.loads((plane["workspace"] / "serving" / "plane" / "state.json").read_text())
+    targets = [{"targets": [f"127.0.0.1:{p['port']}"], "labels": {"revision": name, "namespace": "reelops"}}
+               for name, p in state["processes"].items()]
+    targets.append({"targets": [f"127.0.0.1:{state['router']['port']}"], "labels": {"namespace": "reelops"}})
+    api, workspace = cluster["api"], cluster["workspace"]
+    kube(cluster, "1", "--storage-uri", "s3://models/1")
+    api.requests.clear()
+    replay = TrafficReplay(plane["url"], World.from_directory(plane["workspace"].parent / "world"), rate=150, seed=7,
+                           feedback_delay=0.2).start_background()
+    try:
+        with prometheus_server(tmp_path / "prometheus", targets) as url:
+            done = reelops(workspace, "deploy", "2", "--percent", "50", "--target", "kserve", "--kubeconfig",
+                           cluster["kubeconfig"], "--timeout", "2", "--storage-uri", "s3://models/2",
+                           "--prometheus-url", url, "--rule", "poll_seconds=1", "--rule", "stars_margin=0.3",
+                           "--rule", "min_canary_requests=150", "--rule", "min_feedback=40", "--json")
+    finally:
+        replay.stop()
+    analysis = json.loads(done.stdout)["analysis"]
+    assert analysis["decision"] == "promote", analysis
+    assert (analysis["canary"], analysis["stable"]) == (R2, R1)
+    sent = writes(api)
+    assert [verb for verb, _, _, _ in sent] == ["PUT", "PUT", "PUT", "PUT"]  # the canary, then its promotion
+    assert sent[0][2]["spec"]["predictor"]["canaryTrafficPercent"] == 50
+    assert "canaryTrafficPercent" not in sent[2][2]["spec"]["predictor"]
+    assert aliases_of(workspace) == {"production": "2", "previous": "1"}
+    history = json.loads(reelops(workspace, "registry", "history", "--json").stdout)["history"]
+    promoted = next(e for e in reversed(history) if e["alias"] == "production" and e["to"] == "2")
+    assert promoted["analysis"]["decision"] == "promote" and "canary analysis" in promoted["reason"]
+    reelops(plane["workspace"], "deploy", "rollback")
 
 
 def test_blue_green_switch_and_switch_back_on_kserve(cluster):

@@ -186,6 +186,29 @@ def test_a_pinned_model_version_reads_the_store_with_its_credentials():
     assert document_problems(service) == []
 
 
+def test_a_shadow_renders_its_own_inferenceservice_and_a_comparator_the_primarys_logger_feeds(tmp_path):
+    settings = RenderSettings(namespace="recs", shadow_storage_uri="s3://models/movie-recommender/8")
+    files = render(settings)
+    primary, grpc = files["inferenceservice.yaml"][0], files["inferenceservice-grpc.yaml"][0]
+    assert primary["spec"]["predictor"]["logger"] == {"mode": "all",
+                                                      "url": "http://reelops-shadow-comparator.recs.svc.cluster.local"}
+    assert "logger" not in grpc["spec"]["predictor"]  # one logger: the REST primary's
+    shadow, deployment, service = files["shadow.yaml"]
+    assert shadow["metadata"]["name"] == "movie-recommender-shadow" and "logger" not in shadow["spec"]["predictor"]
+    args = shadow["spec"]["predictor"]["containers"][0]["args"]
+    assert args[args.index("--storage-uri") + 1] == "s3://models/movie-recommender/8" and "--allow-unblessed" in args
+    assert args[args.index("--name") + 1] == "movie-recommender"  # the comparator replays the primary's paths
+    comparator = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert comparator["args"][:3] == ["shadow", "--shadow-url",
+                                      "http://movie-recommender-shadow-predictor.recs.svc.cluster.local"]
+    assert deployment["spec"]["replicas"] == 1 and service["metadata"]["name"] == "reelops-shadow-comparator"
+    assert "shadow.yaml" not in render()  # the committed folder has no shadow
+    from reelops.manifests import write
+
+    write(tmp_path / "m", settings)
+    assert check_folder(tmp_path / "m").problems == []
+
+
 def test_the_pipeline_runner_may_only_get_and_patch_inferenceservices_in_its_namespace():
     assert not by_kind("ClusterRole") and not by_kind("ClusterRoleBinding")
     roles = {r["metadata"]["name"]: r for r in by_kind("Role")}

@@ -1,21 +1,24 @@
-"""`reelops deploy`: roll a model version out (canary, blue-green) and act on the rollout."""
+"""`reelops deploy`: roll a model version out (canary with automatic analysis, blue-green, shadow)
+and act on the rollout."""
 
 from __future__ import annotations
 
 from reelops.cli.common import CommandError, emit
 
-ACTIONS = ("status", "promote", "rollback", "stop")
+ACTIONS = ("status", "promote", "rollback", "stop", "stop-shadow")
 
 
 def add_commands(commands, with_json) -> None:
     """Add this group's commands to the ``reelops`` parser."""
     deploy = with_json(commands.add_parser(
-        "deploy", help="roll out a version (canary, blue-green) on the local serving plane; status, promote, "
-                       "rollback, stop",
-        description="reelops deploy VERSION [--strategy canary|blue-green] [--percent N] | "
-                    "reelops deploy status|promote|rollback|stop"))
+        "deploy", help="roll out a version (canary with automatic analysis, blue-green, shadow); status, promote, "
+                       "rollback, stop, stop-shadow",
+        description="reelops deploy VERSION [--strategy canary|blue-green|shadow] [--percent N] [--analysis auto|manual] | "
+                    "reelops deploy status|promote|rollback|stop|stop-shadow"))
     deploy.add_argument("what", metavar="VERSION|ACTION", help=f"a registered version, or one of {', '.join(ACTIONS)}")
-    deploy.add_argument("--strategy", choices=["canary", "blue-green"], default="canary")
+    deploy.add_argument("--strategy", choices=["canary", "blue-green", "shadow"], default="canary",
+                        help="canary (default), blue-green, or shadow: the version answers a copy of every request, "
+                             "compared with the primary's answer and seen by nobody (local plane)")
     deploy.add_argument("--percent", type=int, default=10, help="the canary's share of traffic (1-99, default 10)")
     deploy.add_argument("--target", choices=["local", "kserve"], default="local",
                         help="local: the local serving plane (one router, one predictor process per revision); "
@@ -87,6 +90,8 @@ def cmd_deploy(args) -> None:
             result = deploy.promote(reason=args.reason, **where)
         elif args.what == "rollback":
             result = deploy.rollback(reason=args.reason, **where)
+        elif args.what == "stop-shadow":
+            result = deploy.stop_shadow(reason=args.reason)
         elif args.what == "stop":
             result = deploy.stop()
             emit(args, result, lambda r: print(f"stopped {len(r['stopped'])} revision(s) and the router"
@@ -122,6 +127,35 @@ def render_status(result: dict) -> None:
     print(f"latestRolledoutRevision {status['latestRolledoutRevision']}, "
           f"previousRolledoutRevision {status['previousRolledoutRevision'] or '-'}")
     render_analysis(result.get("analysis"))
+    render_shadow(result.get("shadow"))
+
+
+def render_shadow(shadow: dict | None) -> None:
+    """The shadow's report: one row per window of compared requests (the last ten)."""
+    from reelops.console import print_table
+
+    if not shadow:
+        return
+    report = shadow.get("report") or {}
+    windows = report.get("windows", [])[-10:] + ([report["current"]] if report.get("current", {}).get("requests") else [])
+
+    def shown(value, form="{:.3f}"):
+        return "-" if value is None else form.format(value)
+
+    rows = [[w["window"], w["requests"], shown(w["agreement"]), shown(w["rank_correlation"]),
+             shown(w["score_difference"]), shown(w["primary_p50_ms"], "{:.2f}"), shown(w["shadow_p50_ms"], "{:.2f}")]
+            for w in windows]
+    print_table(rows, ["window", "requests", "agreement@10", "rank corr.", "score diff.", "primary p50 ms",
+                       "shadow p50 ms"],
+                title=f"shadow: version {shadow['version']} ({shadow['revision']}, "
+                      f"{'running' if shadow['running'] else 'NOT running'})")
+    if report:
+        dropped = ", ".join(f"{k} {v}" for k, v in report.get("dropped", {}).items()) or "none"
+        errors = ", ".join(f"{k} {v}" for k, v in report.get("shadow_errors", {}).items()) or "none"
+        print(f"compared {report['compared']:,} of {report['events'] // 2:,} logged requests; dropped: {dropped}; "
+              f"shadow errors: {errors}")
+    else:
+        print(f"the comparator at {shadow['comparator']} did not answer")
 
 
 def render_analysis(analysis: dict | None) -> None:

@@ -20,6 +20,9 @@ def add_commands(commands, with_json) -> None:
     render.add_argument("--storage-uri", default="",
                         help="serve this model version (s3://, gs://, ...); default: the production alias, "
                              "resolved at start through the tracking server")
+    render.add_argument("--shadow-storage-uri", default=None,
+                        help="also render shadow.yaml: this model version as a shadow (its InferenceService and the "
+                             "comparator), with the primary's logger feeding the comparator")
     render.add_argument("--mlflow-artifacts", default=None, help="the tracking server's artifact destination")
     render.add_argument("--kfp-host", default=None, help="the Kubeflow Pipelines API the recurring run submits to")
     render.add_argument("--schedule", default=None, help='the recurring monitoring run\'s cron, e.g. "0 3 * * *" (UTC)')
@@ -36,7 +39,8 @@ def cmd_manifests(args) -> None:
 
         settings = RenderSettings(namespace=args.namespace, storage_uri=args.storage_uri)
         overrides = {"serve_image": args.serve_image, "mlflow_artifacts": args.mlflow_artifacts,
-                     "kfp_host": args.kfp_host, "monitoring_schedule": args.schedule}
+                     "kfp_host": args.kfp_host, "monitoring_schedule": args.schedule,
+                     "shadow_storage_uri": args.shadow_storage_uri}
         settings = replace(settings, **{key: value for key, value in overrides.items() if value})
         paths = [str(path) for path in write(args.out, settings)]
         emit(args, {"written": paths}, lambda r: print("\n".join(f"wrote {p}" for p in r["written"])))

@@ -66,6 +66,11 @@ def cmd_registry(args) -> None:
             if metrics:
                 print()
                 print_table([[k, v] for k, v in sorted(metrics.items())], ["metric", "value"])
+            if row.get("canary_analysis"):
+                from reelops.cli.deploy import render_analysis
+
+                print()
+                render_analysis(row["canary_analysis"])
 
         emit(args, row, render)
     elif action == "lineage":

@@ -30,6 +30,17 @@ def add_commands(commands, with_json) -> None:
                        help="serve a model the gate did not bless (tests, benchmarks, experiments)")
     serve.set_defaults(handler=cmd_serve)
 
+    shadow = commands.add_parser(
+        "shadow", help="the shadow comparator: takes KServe logger CloudEvents, replays each request against the "
+                       "shadow predictor, compares the answers (GET /shadow/status, /metrics)")
+    shadow.add_argument("--shadow-url", required=True, help="the shadow predictor, e.g. http://127.0.0.1:8081")
+    shadow.add_argument("--name", default=MODEL_NAME, help="the model name in its URLs")
+    shadow.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    shadow.add_argument("--port", type=int, default=8090)
+    shadow.add_argument("--window", type=int, default=200, help="compared requests per report window (default 200)")
+    shadow.add_argument("--workers", type=int, default=4, help="requests in flight to the shadow (default 4)")
+    shadow.set_defaults(handler=cmd_shadow)
+
     predict = with_json(commands.add_parser("predict", help="ask a running predictor for recommendations"))
     predict.add_argument("--url", required=True)
     predict.add_argument("--user", type=int, action="append", required=True, help="user id (repeatable)")
@@ -55,6 +66,13 @@ def cmd_serve(args) -> None:
           http_port=args.port, grpc_port=None if args.no_grpc else args.grpc_port, logger_url=args.logger_url,
           max_instances=args.max_instances, allow_unblessed=args.allow_unblessed, host=args.host,
           max_body_bytes=args.max_body_bytes, access_log=args.access_log)
+
+
+def cmd_shadow(args) -> None:
+    from reelops.deploy.shadow import serve_comparator
+
+    serve_comparator(args.shadow_url, port=args.port, host=args.host, name=args.name, window=args.window,
+                     workers=args.workers)
 
 
 def _check_servable(args) -> None:

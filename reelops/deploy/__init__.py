@@ -14,6 +14,10 @@ after the serving change succeeded:
   switches all traffic to it, :func:`rollback` switches back;
 - :func:`rollback` after a promotion returns traffic (and ``production``) to the previous version.
 
+``shadow``: the new version answers a copy of every request beside the one that serves; its
+answers reach nobody and are compared with the primary's (:mod:`reelops.deploy.shadow`);
+:func:`stop_shadow` ends it. No alias moves: a shadow is an observation, not a rollout.
+
 A canary deployed with ``analysis="auto"`` (the default) is then watched by
 :mod:`reelops.deploy.analysis` until it decides: the canary is promoted, or rolled back
 (worse, or inconclusive), and the decision with its evidence is kept on the version (tag
@@ -30,10 +34,11 @@ from reelops.deploy.local import LocalPlane, PlaneError, alive, terminate
 from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, DeployError, RolloutError, ServiceState,
                                     template_of, with_canary)
 
-__all__ = ["BLUE_GREEN", "CANARY", "STRATEGIES", "DeployError", "RolloutError", "deploy", "promote", "rollback", "status",
-           "stop"]
+__all__ = ["BLUE_GREEN", "CANARY", "SHADOW", "STRATEGIES", "DeployError", "RolloutError", "deploy", "promote", "rollback",
+           "status", "stop", "stop_shadow"]
 
 TARGETS = ("local", "kserve")
+SHADOW = "shadow"
 AUTO, MANUAL = "auto", "manual"
 ANALYSES = (AUTO, MANUAL)
 STABLE, ROLLED_BACK = "stable", "rolled-back"
@@ -128,8 +133,13 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         version = registry.resolve_alias(version)
     if target not in TARGETS:
         raise DeployError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
-    if strategy not in STRATEGIES:
-        raise DeployError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    if strategy not in (*STRATEGIES, SHADOW):
+        raise DeployError(f"unknown strategy {strategy!r}; choose from {', '.join((*STRATEGIES, SHADOW))}")
+    if strategy == SHADOW:
+        if target != "local":
+            raise DeployError("a shadow on kserve is rendered, not applied: reelops manifests --shadow-version VERSION "
+                              "(the primary's logger feeds the comparator)")
+        return _start_shadow(version, reason or "shadow")
     if strategy == CANARY and not 1 <= int(percent) <= 99:
         raise DeployError(f"--percent must be within 1-99 for a canary, got {percent}")
     if analysis not in ANALYSES:
@@ -213,6 +223,64 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
     if watch and not first:
         return _analyse_and_decide(version, target, cluster, policy, prometheus_url, progress)
     return status()
+
+
+def _start_shadow(version: str, reason: str) -> dict:
+    """Start ``version`` as the shadow of the serving plane, with its comparator."""
+    plane = LocalPlane()
+    with plane.lock():
+        state = _require_plane(plane)
+        if state.get("shadow"):
+            raise DeployError(f"version {state['shadow']['version']} already runs as the shadow: "
+                              "reelops deploy stop-shadow first")
+        service = ServiceState.from_dict(state["service"])
+        # The serving version itself may be its own shadow: the comparator's check of itself
+        # (agreement 1.0). A shadow's answers reach nobody, so the gate does not hold it back (it is how a
+        # candidate the gate doubts is watched on real traffic).
+        spec = _spec(version, None, 0, override=True)
+        revision = f"{service.name}-shadow-v{version}"
+        try:
+            process = plane.start_revision(revision, _container_args(spec), nice=10)
+        except PlaneError as error:
+            raise DeployError(str(error)) from error
+        try:
+            comparator = plane.start_comparator(process["port"], spec["metadata"]["name"])
+        except PlaneError as error:
+            terminate(process["pid"])
+            raise DeployError(str(error)) from error
+        state["shadow"] = {"version": version, "revision": revision, "process": process, "comparator": comparator}
+        _record(state, "shadow", version=version, revision=revision, reason=reason)
+        plane.write(state)
+    return status()
+
+
+def stop_shadow(reason: str | None = None) -> dict:
+    """Stop the shadow and its comparator; the last report stays in the plane's history."""
+    plane = LocalPlane()
+    with plane.lock():
+        state = _require_plane(plane)
+        shadow = state.get("shadow")
+        if not shadow:
+            raise DeployError("no shadow runs on the local plane")
+        report = _shadow_report(shadow)
+        del state["shadow"]
+        plane.write(state)  # the router stops logging within 0.2 s
+        time.sleep(0.3)
+        plane.stop_shadow({"shadow": shadow})
+        last = (report or {}).get("windows", [])[-1:] or [(report or {}).get("current")]
+        _record(state, "stop-shadow", version=shadow["version"], reason=reason or "shadow stopped",
+                compared=(report or {}).get("compared"), last_window=last[0])
+        plane.write(state)
+    return status()
+
+
+def _shadow_report(shadow: dict) -> dict | None:
+    import httpx
+
+    try:
+        return httpx.get(f"{shadow['comparator']['url']}/shadow/status", timeout=5).json()
+    except (httpx.HTTPError, ValueError):
+        return None
 
 
 def _analysis_path():
@@ -441,6 +509,12 @@ def status(target: str = "local", cluster: dict | None = None) -> dict:
                           "port": process["port"] if process else None,
                           "traffic": traffic.get(revision.name, {}).get("percent", 0),
                           "tags": traffic.get(revision.name, {}).get("tags", [])})
+    shadow = state.get("shadow")
+    if shadow:
+        shadow = {"version": shadow["version"], "revision": shadow["revision"],
+                  "running": alive(shadow["process"]["pid"]) and alive(shadow["comparator"]["pid"]),
+                  "comparator": shadow["comparator"]["url"], "report": _shadow_report(shadow)}
     return {"running": plane.router_running(state), "url": state["router"]["url"], "phase": state["phase"],
             "strategy": state["strategy"], "revisions": revisions, "status": service.status(),
-            "history": state.get("history", [])[-10:], "plane": str(plane.root), "analysis": _read_analysis()}
+            "history": state.get("history", [])[-10:], "plane": str(plane.root), "analysis": _read_analysis(),
+            "shadow": shadow}

@@ -131,27 +131,35 @@ class LocalPlane:
 
     def start_router(self, port: int | None) -> dict:
         """Start the router (detached: it outlives this command) and wait until it answers."""
+        return self._start_helper("the router", "router.log", ["reelops.deploy.router", "--state", str(self.state_path)],
+                                  port or free_port(), "/plane/health")
+
+    def _start_helper(self, what: str, log_name: str, module_args: list, port: int, health: str, nice: int = 0) -> dict:
+        """Start a detached helper process (``python -m MODULE ... --port P``) and wait until ``health`` answers."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        port = port or free_port()
-        log = self.logs / "router.log"
+        log = self.logs / log_name
         with open(log, "ab") as output:
-            process = subprocess.Popen([sys.executable, "-m", "reelops.deploy.router", "--state", str(self.state_path),
-                                        "--port", str(port)], stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            process = subprocess.Popen([sys.executable, "-m", *module_args, "--port", str(port)], stdout=output,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=(lambda: os.nice(nice)) if nice else None)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise PlaneError(f"the router exited with code {process.returncode} (log: {log})")
+                raise PlaneError(f"{what} exited with code {process.returncode} (log: {log})")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/plane/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{health}", timeout=1).status_code == 200:
                     return {"pid": process.pid, "port": port, "url": url, "log": str(log)}
             time.sleep(0.1)
         terminate(process.pid)
-        raise PlaneError(f"the router did not answer on port {port} within 60 s (log: {log})")
+        raise PlaneError(f"{what} did not answer on port {port} within 60 s (log: {log})")
 
-    def start_revision(self, revision: str, container_args: list) -> dict:
-        """Start one revision's predictor and wait until it is ready (its model loaded)."""
+    def start_revision(self, revision: str, container_args: list, nice: int = 0) -> dict:
+        """Start one revision's predictor and wait until it is ready (its model loaded).
+
+        ``nice`` lowers its CPU priority (a shadow's predictor must not slow the primary's
+        callers on a shared machine).
+        """
         from reelops.serving.client import wait_until_ready
 
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -160,7 +168,8 @@ class LocalPlane:
         log = self.logs / f"{revision}.log"
         with open(log, "ab") as output:
             process = subprocess.Popen([sys.executable, "-m", "reelops.cli", *args], stdout=output,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                       preexec_fn=(lambda: os.nice(nice)) if nice else None)
         name = args[args.index("--name") + 1] if "--name" in args else "movie-recommender"
         try:
             wait_until_ready(f"http://127.0.0.1:{port}", name, timeout=READY_TIMEOUT, process=process)
@@ -170,6 +179,12 @@ class LocalPlane:
             raise PlaneError(f"revision {revision} did not become ready: {error}"
                              f"{': ' + tail[0] if tail else ''} (log: {log})") from error
         return {"pid": process.pid, "port": port, "args": container_args, "log": str(log)}
+
+    def start_comparator(self, shadow_port: int, name: str, nice: int = 10) -> dict:
+        """Start the shadow comparator (``reelops shadow``) against a shadow predictor, at a lower priority."""
+        return self._start_helper("the shadow comparator", "shadow-comparator.log",
+                                  ["reelops.cli", "shadow", "--shadow-url", f"http://127.0.0.1:{shadow_port}", "--name",
+                                   name], free_port(), "/health", nice=nice)
 
     def wait_router_sees(self, state: dict, timeout: float = 10.0) -> None:
         """Wait until the router routes by ``state`` (it re-reads the file every 0.2 s)."""
@@ -201,4 +216,13 @@ class LocalPlane:
         for revision, process in state["processes"].items():
             terminate(process["pid"])
             stopped.append(revision)
-        return stopped
+        return stopped + self.stop_shadow(state)
+
+    def stop_shadow(self, state: dict) -> list:
+        """Stop the shadow's predictor and comparator, if one runs; returns the shadow revision."""
+        shadow = state.get("shadow")
+        if not shadow:
+            return []
+        terminate(shadow["comparator"]["pid"])
+        terminate(shadow["process"]["pid"])
+        return [shadow["revision"]]

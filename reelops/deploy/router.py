@@ -18,6 +18,8 @@ reached it. Each answer carries ``X-Request-Id`` (the caller's, or a new one) an
 ``X-Reelops-Revision``.
 
 Feedback (delayed labels) enters at ``POST /v1/feedback``; see :mod:`reelops.deploy.feedback`.
+While a shadow runs, the router logs each answered ``:predict`` as KServe's logger would (two
+CloudEvents to the shadow comparator, from a bounded queue; :mod:`reelops.deploy.shadow`).
 ``/metrics`` has the router's counters, ``/plane/health`` answers 200 once it routes.
 """
 
@@ -37,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 
 from reelops.deploy.feedback import FeedbackBook, FeedbackError, parse_feedback
 from reelops.deploy.local import alive
+from reelops.deploy.shadow import EventLogger
 
 HEALTH_INTERVAL = 0.2
 TAG_PREFIXES = ("latest-", "prev-")
@@ -62,6 +65,7 @@ class Router:
         self.retries = Counter("reelops_router_retries", "Requests sent again after a revision failed to take them",
                                ["revision"], registry=self.registry)
         self.feedback = FeedbackBook(self.state_path.parent / "feedback.jsonl", self.registry)
+        self.event_logger = EventLogger(self.registry, "movie-recommender")
         self.session: ClientSession | None = None
         self._children: dict = {}
 
@@ -85,6 +89,9 @@ class Router:
         fresh = {name: backend for name, backend in backends.items() if self.backends.get(name) != backend}
         await asyncio.gather(*(self._probe(name, backend) for name, backend in fresh.items()))
         self.backends, self.routes = backends, state.get("routes", [])
+        comparator = (state.get("shadow") or {}).get("comparator")
+        self.event_logger.url = f"{comparator['url']}/" if comparator else None
+        self.event_logger.inference_service = state.get("service", {}).get("name", "movie-recommender")
         self.state_mtime = mtime
 
     async def watch(self) -> None:
@@ -132,6 +139,7 @@ class Router:
         if tag is not None and not any(r.get("tag") == tag for r in self.routes):
             return _error(404, f"no {tag!r} tag route: the InferenceService has none now")
         request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        requested_at = time.time()
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         headers["X-Request-Id"] = request_id
@@ -158,6 +166,8 @@ class Router:
         self._answered(revision, status).inc()
         if status < 400:
             self._remember(request_id, revision, route["version"])
+            if status == 200 and self.event_logger.url is not None and request.path.endswith(":predict"):
+                self.event_logger.log(request_id, body, content, requested_at, time.time())
         response = web.Response(body=content, status=status, headers={
             "X-Request-Id": request_id, "X-Reelops-Revision": revision})
         if content_type:
@@ -215,9 +225,11 @@ def build_app(state_path: Path) -> web.Application:
                                        timeout=ClientTimeout(total=60), auto_decompress=False)
         await router.load_state()
         app["watch"] = asyncio.create_task(router.watch())
+        app["logger"] = asyncio.create_task(router.event_logger.run(router.session))
 
     async def stop(app):
         app["watch"].cancel()
+        app["logger"].cancel()
         await router.session.close()
 
     app.on_startup.append(start)

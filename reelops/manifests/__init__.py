@@ -43,6 +43,8 @@ def render(settings: RenderSettings | None = None) -> dict:
         # .json there too, and a dashboard is not a Kubernetes object.
         "grafana/reelops-dashboard.json": dashboard.dashboard(settings),
     }
+    if settings.shadow_storage_uri:
+        files["shadow.yaml"] = objects.shadow(settings)
     return files
 
 

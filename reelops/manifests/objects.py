@@ -125,6 +125,44 @@ def inference_service(settings: RenderSettings, protocol: str = "rest", storage_
                                               allow_unblessed))
 
 
+def shadow(settings: RenderSettings) -> list:
+    """The shadow: its InferenceService (``{name}-shadow``, answers reach nobody), and the
+    comparator (``reelops shadow``, the serve image) as a Deployment and a Service, which the
+    primary's logger feeds (see :func:`inference_service_object`)."""
+    from dataclasses import replace
+
+    twin = replace(settings, name=f"{settings.name}-shadow")
+    isvc = serialize(inference_service_object(twin, "rest", settings.shadow_storage_uri, allow_unblessed=True))
+    # The shadow is judged by the comparator, not scraped as a serving revision or logged itself.
+    isvc["metadata"]["labels"]["app.kubernetes.io/name"] = "shadow"
+    isvc["spec"]["predictor"]["containers"][0]["args"][
+        isvc["spec"]["predictor"]["containers"][0]["args"].index(twin.name)] = settings.name
+    meta = _meta(settings, "reelops-shadow-comparator", "shadow-comparator")
+    selector = {"app.kubernetes.io/name": "shadow-comparator", "app.kubernetes.io/part-of": "reelops"}
+    shadow_url = f"http://{twin.name}-predictor.{settings.namespace}.svc.cluster.local"
+    container = k8s.V1Container(
+        name="comparator", image=settings.serve_image, command=["reelops"],
+        args=["shadow", "--shadow-url", shadow_url, "--name", settings.name, "--host", "0.0.0.0", "--port", "8080"],
+        ports=[k8s.V1ContainerPort(container_port=8080, name="http")],
+        readiness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"), period_seconds=5),
+        liveness_probe=k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"),
+                                   initial_delay_seconds=10, period_seconds=10),
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "1Gi"}),
+        security_context=_container_security(), env=_SCRATCH_ENV, volume_mounts=[_SCRATCH_MOUNT])
+    deployment = k8s.V1Deployment(
+        api_version="apps/v1", kind="Deployment", metadata=meta,
+        spec=k8s.V1DeploymentSpec(
+            # One replica: it pairs each request's two events, which must reach the same process.
+            replicas=1, selector=k8s.V1LabelSelector(match_labels=selector),
+            template=k8s.V1PodTemplateSpec(
+                metadata=k8s.V1ObjectMeta(labels=selector),
+                spec=k8s.V1PodSpec(containers=[container], security_context=_pod_security(),
+                                   volumes=[_SCRATCH_VOLUME]))))
+    service = k8s.V1Service(api_version="v1", kind="Service", metadata=meta, spec=k8s.V1ServiceSpec(
+        selector=selector, ports=[k8s.V1ServicePort(name="http", port=80, target_port="http")]))
+    return [isvc, serialize(deployment), serialize(service)]
+
+
 def inference_service_object(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
                              canary_traffic_percent: int | None = None, allow_unblessed: bool = False,
                              tag_routing: bool = False, model_version: str | None = None):
@@ -174,10 +212,14 @@ def inference_service_object(settings: RenderSettings, protocol: str = "rest", s
                                    initial_delay_seconds=10, period_seconds=10, failure_threshold=3),
         resources=k8s.V1ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}),
         security_context=_container_security(), volume_mounts=[_SCRATCH_MOUNT])
+    # With a shadow rendered, the REST primary's logger sends every request and response to the
+    # comparator (KServe has no traffic mirror; kserve#2978).
+    logger = (kserve.V1beta1LoggerSpec(mode="all", url=settings.comparator_service)
+              if settings.shadow_storage_uri and protocol == "rest" and not settings.name.endswith("-shadow") else None)
     predictor = kserve.V1beta1PredictorSpec(
         containers=[container], min_replicas=1, max_replicas=4, container_concurrency=16, timeout=30,
         service_account_name=PREDICTOR_ACCOUNT, volumes=[_SCRATCH_VOLUME],
-        canary_traffic_percent=canary_traffic_percent)
+        canary_traffic_percent=canary_traffic_percent, logger=logger)
     service = kserve.V1beta1InferenceService(
         api_version="serving.kserve.io/v1beta1", kind="InferenceService",
         metadata=_meta(settings, name, "predictor", annotations={

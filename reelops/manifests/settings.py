@@ -28,6 +28,8 @@ class RenderSettings:
         monitoring_schedule: the recurring run's schedule (Kubernetes cron, five fields, UTC).
         latency_p95_seconds: the p95 latency above which an alert fires.
         error_ratio: the share of failed requests above which an alert fires.
+        shadow_storage_uri: a model version to run as the shadow (``shadow.yaml``: its own
+            InferenceService, the comparator, and the primary's logger pointed at it); none when empty.
     """
 
     namespace: str = "reelops"
@@ -40,10 +42,16 @@ class RenderSettings:
     monitoring_schedule: str = "0 3 * * *"
     latency_p95_seconds: float = 0.25
     error_ratio: float = 0.01
+    shadow_storage_uri: str = ""
 
     def labels(self, component: str) -> dict:
         """The recommended ``app.kubernetes.io`` labels of one component."""
         return {"app.kubernetes.io/name": component, "app.kubernetes.io/part-of": PART_OF}
+
+    @property
+    def comparator_service(self) -> str:
+        """The shadow comparator's in-cluster URL (where the primary's logger posts)."""
+        return f"http://reelops-shadow-comparator.{self.namespace}.svc.cluster.local"
 
     @property
     def mlflow_service(self) -> str:

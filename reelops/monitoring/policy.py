@@ -17,9 +17,12 @@ class RetrainingPolicy:
 
     Attributes:
         triggers: verdicts that call for retraining.
-        min_alarm_windows: consecutive windows that must alarm before acting. A detector at
-            a 5% false-alarm rate flags a window now and then by chance; three in a row by
-            chance happen about once in 8,000 windows, a real change keeps alarming.
+        min_alarm_windows: consecutive windows in which one detector must alarm before acting.
+            A detector at a 5% false-alarm rate flags a window now and then by chance; three in
+            a row by chance happen about once in 8,000 windows, a real change keeps its detector
+            alarming. The run is counted per detector: stray alarms of different detectors in
+            neighbouring windows (on ml-100k's unchanged continuation, a user-age alarm beside a
+            popularity one) are not one change.
         min_new_labels: the least new labelled ratings (after the model's training data).
         cooldown_seconds: data time that must pass after a retrain trigger before the next.
     """
@@ -72,19 +75,22 @@ def decide(findings: list, new_labels: int, data_time: int, policy: RetrainingPo
     policy = policy or RetrainingPolicy()
     state = state or PolicyState()
     alarms = [f for f in findings if f.verdict in policy.triggers]
-    longest, run = 0, 0
+    longest, runs, detector_of_longest = 0, {}, None
     for f in findings:
-        run = run + 1 if f.verdict in policy.triggers else 0
-        longest = max(longest, run)
+        alarming = {name for name, r in f.detectors.items() if r.drift} if f.verdict in policy.triggers else set()
+        runs = {name: runs.get(name, 0) + 1 for name in alarming}
+        for name, run in runs.items():
+            if run > longest:
+                longest, detector_of_longest = run, name
     reasons = []
     if longest >= policy.min_alarm_windows:
         kinds = sorted({f.verdict for f in alarms})
         detectors = sorted({name for f in alarms for name, r in f.detectors.items() if r.drift})
-        reasons.append(f"{len(alarms)} of {len(findings)} windows alarm, {longest} in a row "
+        reasons.append(f"{len(alarms)} of {len(findings)} windows alarm, {detector_of_longest} in {longest} in a row "
                        f"({', '.join(kinds)}; detectors: {', '.join(detectors)})")
         wanted = True
     else:
-        reasons.append(f"{len(alarms)} alarming window(s), at most {longest} in a row; "
+        reasons.append(f"{len(alarms)} alarming window(s), one detector at most {longest} in a row; "
                        f"{policy.min_alarm_windows} in a row are required")
         wanted = False
     if new_labels < policy.min_new_labels:

@@ -1,0 +1,363 @@
+"""Shadow deployment: the new model answers every request too, and nobody waits for it or sees it.
+
+KServe has no traffic mirror (kserve#2978), but every predictor can log: KServe's logger sends
+each request and its response as CloudEvents (binary mode, ``ce-type``
+``org.kubeflow.serving.inference.request`` / ``.response``, paired by ``ce-id``, ``ce-time`` the
+moment each happened). The **comparator** (``reelops shadow``, in the ``serve`` image) takes
+those events, replays each request against the shadow predictor and compares the two answers.
+The primary answered before its events left, so callers never wait on the shadow; the
+comparator's queue is bounded and whatever it cannot take is dropped and counted, never
+pushed back.
+
+- On the local plane the router is the logger (:class:`EventLogger`, the same events); the
+  shadow predictor and the comparator run at a lower CPU priority, as their own pods would on
+  a cluster.
+- On KServe the primary InferenceService's ``spec.predictor.logger`` (``mode: all``) points at
+  the comparator's Service (rendered by :mod:`reelops.manifests`).
+
+The report, per window of ``window`` compared requests: **agreement@k** (the share of the
+primary's top k the shadow also recommends), **rank correlation** (Spearman's, over the movies
+either recommends, a movie one of them left out ranked k+1), the mean absolute **score
+difference** on the movies both recommend (the scores of different algorithms may live on
+different scales: read it for versions of one algorithm), and the **latency** of each side (the
+primary's from its two events' times, the shadow's as the comparator waited for it). The
+comparator's own drops (queue full, a request whose response never came) and the shadow's
+errors are counted. ``GET /shadow/status`` gives it as JSON, ``/metrics`` for Prometheus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections import OrderedDict, deque
+
+from reelops.serving.payload_logger import REQUEST_TYPE, RESPONSE_TYPE
+
+WINDOW = 200
+KEEP_WINDOWS = 50
+MAX_UNPAIRED = 10_000
+
+
+# ------------------------------------------------------------------ comparing two answers
+
+
+def compare_answers(primary: dict, shadow: dict, k: int = 10) -> dict:
+    """Agreement@k, Spearman rank correlation and mean absolute score difference of two V1 answers,
+    averaged over their instances (None where undefined)."""
+    agreements, correlations, differences = [], [], []
+    for mine, theirs in zip(primary.get("predictions", []), shadow.get("predictions", [])):
+        first, second = list(mine.get("movie_ids", []))[:k], list(theirs.get("movie_ids", []))[:k]
+        if not first:
+            continue
+        common = set(first) & set(second)
+        agreements.append(len(common) / len(first))
+        correlation = _spearman(first, second, k)
+        if correlation is not None:
+            correlations.append(correlation)
+        if common:
+            mine_scores = dict(zip(first, mine.get("scores", [])))
+            their_scores = dict(zip(second, theirs.get("scores", [])))
+            differences.append(sum(abs(mine_scores[m] - their_scores[m]) for m in common) / len(common))
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    return {"agreement": mean(agreements), "rank_correlation": mean(correlations), "score_difference": mean(differences)}
+
+
+def _spearman(first: list, second: list, k: int) -> float | None:
+    union = list(dict.fromkeys(first + second))
+    if len(union) < 2:
+        return None
+    rank_first = {movie: i + 1 for i, movie in enumerate(first)}
+    rank_second = {movie: i + 1 for i, movie in enumerate(second)}
+    xs = [rank_first.get(movie, k + 1) for movie in union]
+    ys = [rank_second.get(movie, k + 1) for movie in union]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    cov = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
+    var_x = sum((x - mean_x) ** 2 for x in xs)
+    var_y = sum((y - mean_y) ** 2 for y in ys)
+    return cov / (var_x * var_y) ** 0.5 if var_x > 0 and var_y > 0 else None
+
+
+class Window:
+    """One window of compared requests."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.requests = 0
+        self.sums = {"agreement": [0.0, 0], "rank_correlation": [0.0, 0], "score_difference": [0.0, 0]}
+        self.primary_seconds: list = []
+        self.shadow_seconds: list = []
+
+    def add(self, comparison: dict, primary_seconds: float | None, shadow_seconds: float) -> None:
+        self.requests += 1
+        for name, value in comparison.items():
+            if value is not None:
+                self.sums[name][0] += value
+                self.sums[name][1] += 1
+        if primary_seconds is not None:
+            self.primary_seconds.append(primary_seconds)
+        self.shadow_seconds.append(shadow_seconds)
+
+    def summary(self) -> dict:
+        def p50(values):
+            return round(sorted(values)[len(values) // 2] * 1000, 3) if values else None
+
+        report = {"window": self.index, "requests": self.requests}
+        for name, (total, count) in self.sums.items():
+            report[name] = round(total / count, 4) if count else None
+        report["primary_p50_ms"], report["shadow_p50_ms"] = p50(self.primary_seconds), p50(self.shadow_seconds)
+        if report["primary_p50_ms"] is not None:
+            report["latency_difference_p50_ms"] = round(report["shadow_p50_ms"] - report["primary_p50_ms"], 3)
+        return report
+
+
+# ------------------------------------------------------------------ the comparator server
+
+
+class Comparator:
+    """Pairs logger events, replays requests against the shadow, keeps the report.
+
+    Args:
+        shadow_url: the shadow predictor (V1 paths), e.g. ``http://127.0.0.1:8081``.
+        name: the model name in its URLs.
+        window: compared requests per report window.
+        max_queue: pairs waiting for the shadow at most; further ones are dropped and counted.
+        workers: requests in flight to the shadow at once.
+        timeout: seconds to wait for the shadow's answer.
+        k: the cut-off of agreement@k.
+    """
+
+    def __init__(self, shadow_url: str, name: str = "movie-recommender", window: int = WINDOW, max_queue: int = 1000,
+                 workers: int = 4, timeout: float = 10.0, k: int = 10):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        from reelops.serving.guard import INFERENCE_BUCKETS
+
+        self.shadow_url, self.name, self.window_size, self.k = shadow_url.rstrip("/"), name, window, k
+        self.workers, self.timeout = workers, timeout
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
+        self.unpaired: OrderedDict = OrderedDict()  # ce-id -> the first of its two events
+        self.window = Window(1)
+        self.windows: deque = deque(maxlen=KEEP_WINDOWS)
+        self.totals = {"events": 0, "compared": 0, "dropped": {}, "shadow_errors": {}}
+        self.registry = CollectorRegistry()
+        self.events = Counter("reelops_shadow_events", "Logger events received, by type", ["type"],
+                              registry=self.registry)
+        self.dropped = Counter("reelops_shadow_dropped", "Requests not compared, by reason", ["reason"],
+                               registry=self.registry)
+        self.errors = Counter("reelops_shadow_errors", "Shadow requests that failed, by reason", ["reason"],
+                              registry=self.registry)
+        self.compared = Counter("reelops_shadow_compared", "Requests answered by both and compared",
+                                registry=self.registry)
+        self.latency = Histogram("reelops_shadow_latency_seconds", "Answer time, by side", ["side"],
+                                 buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.gauges = {name: Gauge(f"reelops_shadow_{name}", f"{name.replace('_', ' ')} over the last window",
+                                   registry=self.registry)
+                       for name in ("agreement", "rank_correlation", "score_difference")}
+        self.session = None
+
+    def _drop(self, reason: str, where: str = "dropped") -> None:
+        counts = self.totals[where]
+        counts[reason] = counts.get(reason, 0) + 1
+        (self.dropped if where == "dropped" else self.errors).labels(reason=reason).inc()
+
+    # ------------------------------------------------------------------ events in
+
+    def take(self, headers, body: bytes) -> tuple:
+        """One logger event; returns ``(status, message)`` for the HTTP answer."""
+        from cloudevents.http import from_http
+
+        try:
+            event = from_http(headers, body)
+        except Exception as error:  # noqa: BLE001 - the SDK raises several types for one bad event
+            self._drop("bad_event")
+            return 400, f"not a CloudEvent: {' '.join(str(error).split())[:200]}"
+        kind = event["type"]
+        if kind not in (REQUEST_TYPE, RESPONSE_TYPE):
+            self._drop("bad_event")
+            return 400, f"ce-type: expected {REQUEST_TYPE} or {RESPONSE_TYPE}, got {kind!r}"
+        self.totals["events"] += 1
+        self.events.labels(type=kind.rsplit(".", 1)[-1]).inc()
+        event_id = event["id"]
+        other = self.unpaired.pop(event_id, None)
+        mine = {"type": kind, "body": body, "time": _seconds(event.get("time"))}
+        if other is None or other["type"] == kind:
+            self.unpaired[event_id] = mine
+            if len(self.unpaired) > MAX_UNPAIRED:  # a response that never came: forget the oldest
+                self.unpaired.popitem(last=False)
+                self._drop("unpaired")
+            return 202, "accepted"
+        request, response = (mine, other) if kind == REQUEST_TYPE else (other, mine)
+        try:
+            self.queue.put_nowait((request, response))
+        except asyncio.QueueFull:
+            self._drop("queue_full")
+        return 202, "accepted"
+
+    # ------------------------------------------------------------------ replaying
+
+    async def work(self) -> None:
+        import aiohttp
+
+        while True:
+            request, response = await self.queue.get()
+            began = time.perf_counter()
+            try:
+                async with self.session.post(f"{self.shadow_url}/v1/models/{self.name}:predict", data=request["body"],
+                                             headers={"Content-Type": "application/json"}) as answer:
+                    content = await answer.read()
+                    status = answer.status
+            except asyncio.TimeoutError:
+                self._drop("timeout", "shadow_errors")
+                continue
+            except aiohttp.ClientError:
+                self._drop("unreachable", "shadow_errors")
+                continue
+            shadow_seconds = time.perf_counter() - began
+            if status != 200:
+                self._drop(f"http_{status // 100}xx", "shadow_errors")
+                continue
+            try:
+                comparison = compare_answers(json.loads(response["body"]), json.loads(content), self.k)
+            except (ValueError, TypeError, AttributeError):
+                self._drop("unreadable_answer")
+                continue
+            primary_seconds = None
+            if request["time"] is not None and response["time"] is not None:
+                primary_seconds = max(response["time"] - request["time"], 0.0)
+                self.latency.labels(side="primary").observe(primary_seconds)
+            self.latency.labels(side="shadow").observe(shadow_seconds)
+            self.compared.inc()
+            self.totals["compared"] += 1
+            self.window.add(comparison, primary_seconds, shadow_seconds)
+            if self.window.requests >= self.window_size:
+                summary = self.window.summary()
+                self.windows.append(summary)
+                for name, gauge in self.gauges.items():
+                    if summary[name] is not None:
+                        gauge.set(summary[name])
+                self.window = Window(self.window.index + 1)
+
+    def status(self) -> dict:
+        """The report: totals, the windows so far (newest last) and the window being filled."""
+        return {"shadow_url": self.shadow_url, "window_size": self.window_size, "queued": self.queue.qsize(),
+                "unpaired": len(self.unpaired), **self.totals, "windows": list(self.windows),
+                "current": self.window.summary()}
+
+
+def _seconds(stamp) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def build_app(comparator: Comparator):
+    """The comparator as an aiohttp application: ``POST /`` events, ``/metrics``, ``/shadow/status``, ``/health``."""
+    from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    app = web.Application(client_max_size=8 << 20)
+
+    async def start(app):
+        comparator.session = ClientSession(connector=TCPConnector(limit=0),
+                                           timeout=ClientTimeout(total=comparator.timeout))
+        app["workers"] = [asyncio.create_task(comparator.work()) for _ in range(comparator.workers)]
+
+    async def stop(app):
+        for task in app["workers"]:
+            task.cancel()
+        await comparator.session.close()
+
+    async def events(request):
+        status, message = comparator.take(request.headers, await request.read())
+        return web.json_response({"status": message} if status < 300 else {"error": message}, status=status)
+
+    async def metrics(request):
+        return web.Response(body=generate_latest(comparator.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(request):
+        return web.json_response(comparator.status())
+
+    async def health(request):
+        return web.json_response({"ok": True})
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_post("/", events)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/shadow/status", status)
+    app.router.add_get("/health", health)
+    return app
+
+
+def serve_comparator(shadow_url: str, port: int, host: str = "127.0.0.1", name: str = "movie-recommender",
+                     window: int = WINDOW, workers: int = 4) -> None:
+    """Run the comparator until the process is stopped (``reelops shadow``)."""
+    from aiohttp import web
+
+    web.run_app(build_app(Comparator(shadow_url, name=name, window=window, workers=workers)), host=host, port=port,
+                access_log=None, print=lambda *_: print(f"shadow comparator on {host}:{port} -> {shadow_url}", flush=True))
+
+
+# ------------------------------------------------------------------ the router's logger (local plane)
+
+
+class EventLogger:
+    """What KServe's logger does, for the local plane's router: each answered request becomes two
+    CloudEvents posted to ``url`` from a bounded queue by a background task; a full queue or a
+    failed post drops the event and counts it (``reelops_router_logger_events_total{outcome}``)."""
+
+    def __init__(self, registry, inference_service: str, max_queue: int = 1000):
+        from prometheus_client import Counter
+
+        self.url: str | None = None
+        self.inference_service = inference_service
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
+        self.outcomes = Counter("reelops_router_logger_events", "Logger events, by outcome", ["outcome"],
+                                registry=registry)
+        self._children = {}
+        self.task = None
+
+    def _count(self, outcome: str, by: int = 1) -> None:
+        child = self._children.get(outcome)
+        if child is None:
+            child = self._children[outcome] = self.outcomes.labels(outcome=outcome)
+        child.inc(by)
+
+    def log(self, request_id: str, request_body: bytes, response_body: bytes, requested_at: float,
+            answered_at: float) -> None:
+        """Queue one request/response pair (never waits)."""
+        if self.url is None:
+            return
+        try:
+            self.queue.put_nowait((request_id, request_body, response_body, requested_at, answered_at))
+        except asyncio.QueueFull:
+            self._count("dropped_queue_full", 2)
+
+    async def run(self, session) -> None:
+        import aiohttp
+
+        while True:
+            request_id, request_body, response_body, requested_at, answered_at = await self.queue.get()
+            for kind, body, at in ((REQUEST_TYPE, request_body, requested_at), (RESPONSE_TYPE, response_body, answered_at)):
+                url = self.url
+                if url is None:
+                    break
+                headers = {"ce-specversion": "1.0", "ce-id": request_id, "ce-type": kind,
+                           "ce-source": f"http://localhost/v1/models/{self.inference_service}",
+                           "ce-time": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(),
+                           "ce-inferenceservicename": self.inference_service, "ce-component": "predictor",
+                           "ce-endpoint": "default", "content-type": "application/json"}
+                try:
+                    async with session.post(url, data=body, headers=headers,
+                                            timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                        await answer.read()
+                        self._count("sent" if answer.status < 300 else f"dropped_http_{answer.status // 100}xx")
+                except asyncio.TimeoutError:
+                    self._count("dropped_timeout")
+                except aiohttp.ClientError:
+                    self._count("dropped_unreachable")
