@@ -38,7 +38,7 @@ def add_commands(commands, with_json) -> None:
     shadow.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
     shadow.add_argument("--port", type=int, default=8090)
     shadow.add_argument("--window", type=int, default=200, help="compared requests per report window (default 200)")
-    shadow.add_argument("--workers", type=int, default=4, help="requests in flight to the shadow (default 4)")
+    shadow.add_argument("--workers", type=int, default=2, help="replays in flight to the shadow (default 2)")
     shadow.set_defaults(handler=cmd_shadow)
 
     predict = with_json(commands.add_parser("predict", help="ask a running predictor for recommendations"))

@@ -240,7 +240,7 @@ def _start_shadow(version: str, reason: str) -> dict:
         spec = _spec(version, None, 0, override=True)
         revision = f"{service.name}-shadow-v{version}"
         try:
-            process = plane.start_revision(revision, _container_args(spec), nice=10)
+            process = plane.start_revision(revision, _container_args(spec), background=True)
         except PlaneError as error:
             raise DeployError(str(error)) from error
         try:

@@ -47,6 +47,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def background_priority() -> None:
+    """Run the calling process only on CPU time nothing else wants (Linux ``SCHED_IDLE``; the
+    lowest nice value elsewhere): for a shadow, whose work must never delay a caller."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+
+
 def alive(pid: int | None) -> bool:
     """Whether a process runs (a zombie does not)."""
     if not pid:
@@ -134,14 +143,15 @@ class LocalPlane:
         return self._start_helper("the router", "router.log", ["reelops.deploy.router", "--state", str(self.state_path)],
                                   port or free_port(), "/plane/health")
 
-    def _start_helper(self, what: str, log_name: str, module_args: list, port: int, health: str, nice: int = 0) -> dict:
+    def _start_helper(self, what: str, log_name: str, module_args: list, port: int, health: str,
+                      background: bool = False) -> dict:
         """Start a detached helper process (``python -m MODULE ... --port P``) and wait until ``health`` answers."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / log_name
         with open(log, "ab") as output:
             process = subprocess.Popen([sys.executable, "-m", *module_args, "--port", str(port)], stdout=output,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                       preexec_fn=background_priority if background else None)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -154,11 +164,11 @@ class LocalPlane:
         terminate(process.pid)
         raise PlaneError(f"{what} did not answer on port {port} within 60 s (log: {log})")
 
-    def start_revision(self, revision: str, container_args: list, nice: int = 0) -> dict:
+    def start_revision(self, revision: str, container_args: list, background: bool = False) -> dict:
         """Start one revision's predictor and wait until it is ready (its model loaded).
 
-        ``nice`` lowers its CPU priority (a shadow's predictor must not slow the primary's
-        callers on a shared machine).
+        ``background``: it gets only CPU time the other processes leave idle (a shadow's
+        predictor must not slow the primary's callers on a shared machine).
         """
         from reelops.serving.client import wait_until_ready
 
@@ -169,7 +179,7 @@ class LocalPlane:
         with open(log, "ab") as output:
             process = subprocess.Popen([sys.executable, "-m", "reelops.cli", *args], stdout=output,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                                       preexec_fn=background_priority if background else None)
         name = args[args.index("--name") + 1] if "--name" in args else "movie-recommender"
         try:
             wait_until_ready(f"http://127.0.0.1:{port}", name, timeout=READY_TIMEOUT, process=process)
@@ -180,11 +190,11 @@ class LocalPlane:
                              f"{': ' + tail[0] if tail else ''} (log: {log})") from error
         return {"pid": process.pid, "port": port, "args": container_args, "log": str(log)}
 
-    def start_comparator(self, shadow_port: int, name: str, nice: int = 10) -> dict:
-        """Start the shadow comparator (``reelops shadow``) against a shadow predictor, at a lower priority."""
+    def start_comparator(self, shadow_port: int, name: str) -> dict:
+        """Start the shadow comparator (``reelops shadow``) against a shadow predictor, in the background."""
         return self._start_helper("the shadow comparator", "shadow-comparator.log",
                                   ["reelops.cli", "shadow", "--shadow-url", f"http://127.0.0.1:{shadow_port}", "--name",
-                                   name], free_port(), "/health", nice=nice)
+                                   name], free_port(), "/health", background=True)
 
     def wait_router_sees(self, state: dict, timeout: float = 10.0) -> None:
         """Wait until the router routes by ``state`` (it re-reads the file every 0.2 s)."""

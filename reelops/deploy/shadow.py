@@ -9,9 +9,9 @@ The primary answered before its events left, so callers never wait on the shadow
 comparator's queue is bounded and whatever it cannot take is dropped and counted, never
 pushed back.
 
-- On the local plane the router is the logger (:class:`EventLogger`, the same events); the
-  shadow predictor and the comparator run at a lower CPU priority, as their own pods would on
-  a cluster.
+- On the local plane the router is the logger (:class:`EventLogger`, the same events, sent in
+  batches); the shadow predictor and the comparator only get CPU time the serving processes
+  leave idle (``SCHED_IDLE``), as pods of their own would not compete with the primary's.
 - On KServe the primary InferenceService's ``spec.predictor.logger`` (``mode: all``) points at
   the comparator's Service (rendered by :mod:`reelops.manifests`).
 
@@ -20,7 +20,9 @@ primary's top k the shadow also recommends), **rank correlation** (Spearman's, o
 either recommends, a movie one of them left out ranked k+1), the mean absolute **score
 difference** on the movies both recommend (the scores of different algorithms may live on
 different scales: read it for versions of one algorithm), and the **latency** of each side (the
-primary's from its two events' times, the shadow's as the comparator waited for it). The
+primary's from its two events' times, the shadow's as the comparator waited for it, on every
+20th request replayed alone; the others are replayed together, up to 64 as one request of many
+instances, which the shadow answers for a fraction of the cost of as many requests). The
 comparator's own drops (queue full, a request whose response never came) and the shadow's
 errors are counted. ``GET /shadow/status`` gives it as JSON, ``/metrics`` for Prometheus.
 """
@@ -38,6 +40,9 @@ from reelops.serving.payload_logger import REQUEST_TYPE, RESPONSE_TYPE
 WINDOW = 200
 KEEP_WINDOWS = 50
 MAX_UNPAIRED = 10_000
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
+# Events the router sends in one batch at most.
+MAX_BATCH = 256
 
 
 # ------------------------------------------------------------------ comparing two answers
@@ -89,7 +94,7 @@ class Window:
         self.primary_seconds: list = []
         self.shadow_seconds: list = []
 
-    def add(self, comparison: dict, primary_seconds: float | None, shadow_seconds: float) -> None:
+    def add(self, comparison: dict, primary_seconds: float | None, shadow_seconds: float | None) -> None:
         self.requests += 1
         for name, value in comparison.items():
             if value is not None:
@@ -97,7 +102,8 @@ class Window:
                 self.sums[name][1] += 1
         if primary_seconds is not None:
             self.primary_seconds.append(primary_seconds)
-        self.shadow_seconds.append(shadow_seconds)
+        if shadow_seconds is not None:
+            self.shadow_seconds.append(shadow_seconds)
 
     def summary(self) -> dict:
         def p50(values):
@@ -107,7 +113,7 @@ class Window:
         for name, (total, count) in self.sums.items():
             report[name] = round(total / count, 4) if count else None
         report["primary_p50_ms"], report["shadow_p50_ms"] = p50(self.primary_seconds), p50(self.shadow_seconds)
-        if report["primary_p50_ms"] is not None:
+        if report["primary_p50_ms"] is not None and report["shadow_p50_ms"] is not None:
             report["latency_difference_p50_ms"] = round(report["shadow_p50_ms"] - report["primary_p50_ms"], 3)
         return report
 
@@ -123,19 +129,25 @@ class Comparator:
         name: the model name in its URLs.
         window: compared requests per report window.
         max_queue: pairs waiting for the shadow at most; further ones are dropped and counted.
-        workers: requests in flight to the shadow at once.
+        workers: replays in flight to the shadow at once.
         timeout: seconds to wait for the shadow's answer.
         k: the cut-off of agreement@k.
+        batch: the most logged requests replayed together as one request.
+        latency_every: every this many requests one is replayed alone, for the shadow's latency.
+        linger: seconds a worker waits for a batch to gather.
     """
 
-    def __init__(self, shadow_url: str, name: str = "movie-recommender", window: int = WINDOW, max_queue: int = 1000,
-                 workers: int = 4, timeout: float = 10.0, k: int = 10):
+    def __init__(self, shadow_url: str, name: str = "movie-recommender", window: int = WINDOW, max_queue: int = 5000,
+                 workers: int = 2, timeout: float = 10.0, k: int = 10, batch: int = 64, latency_every: int = 20,
+                 linger: float = 0.2):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         from reelops.serving.guard import INFERENCE_BUCKETS
 
         self.shadow_url, self.name, self.window_size, self.k = shadow_url.rstrip("/"), name, window, k
         self.workers, self.timeout = workers, timeout
+        self.batch, self.latency_every, self.linger = batch, latency_every, linger
+        self.replayed = 0
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self.unpaired: OrderedDict = OrderedDict()  # ce-id -> the first of its two events
         self.window = Window(1)
@@ -157,15 +169,19 @@ class Comparator:
                        for name in ("agreement", "rank_correlation", "score_difference")}
         self.session = None
 
-    def _drop(self, reason: str, where: str = "dropped") -> None:
+    def _drop(self, reason: str, where: str = "dropped", count: int = 1) -> None:
         counts = self.totals[where]
-        counts[reason] = counts.get(reason, 0) + 1
-        (self.dropped if where == "dropped" else self.errors).labels(reason=reason).inc()
+        counts[reason] = counts.get(reason, 0) + count
+        (self.dropped if where == "dropped" else self.errors).labels(reason=reason).inc(count)
 
     # ------------------------------------------------------------------ events in
 
     def take(self, headers, body: bytes) -> tuple:
-        """One logger event; returns ``(status, message)`` for the HTTP answer."""
+        """One logger event (binary mode, as KServe's logger sends), or a batch of them
+        (``application/cloudevents-batch+json``, as the local plane's router sends); returns
+        ``(status, message)`` for the HTTP answer."""
+        if (headers.get("content-type") or "").split(";")[0].strip() == BATCH_CONTENT_TYPE:
+            return self._take_batch(body)
         from cloudevents.http import from_http
 
         try:
@@ -173,15 +189,34 @@ class Comparator:
         except Exception as error:  # noqa: BLE001 - the SDK raises several types for one bad event
             self._drop("bad_event")
             return 400, f"not a CloudEvent: {' '.join(str(error).split())[:200]}"
-        kind = event["type"]
+        return self._take_event(event["type"], event["id"], body, event.get("time"))
+
+    def _take_batch(self, body: bytes) -> tuple:
+        try:
+            events = json.loads(body)
+            if not isinstance(events, list):
+                raise ValueError("not a list")
+        except ValueError as error:
+            self._drop("bad_event")
+            return 400, f"not a CloudEvents batch (a JSON list of events): {error}"
+        for index, event in enumerate(events):
+            if not isinstance(event, dict) or not all(key in event for key in ("id", "type", "data")):
+                self._drop("bad_event")
+                return 400, f"batch[{index}]: an event needs id, type and data"
+            status, message = self._take_event(event["type"], str(event["id"]), json.dumps(event["data"]).encode(),
+                                               event.get("time"))
+            if status >= 300:
+                return status, f"batch[{index}]: {message}"
+        return 202, "accepted"
+
+    def _take_event(self, kind: str, event_id: str, body: bytes, stamp) -> tuple:
         if kind not in (REQUEST_TYPE, RESPONSE_TYPE):
             self._drop("bad_event")
             return 400, f"ce-type: expected {REQUEST_TYPE} or {RESPONSE_TYPE}, got {kind!r}"
         self.totals["events"] += 1
         self.events.labels(type=kind.rsplit(".", 1)[-1]).inc()
-        event_id = event["id"]
         other = self.unpaired.pop(event_id, None)
-        mine = {"type": kind, "body": body, "time": _seconds(event.get("time"))}
+        mine = {"type": kind, "body": body, "time": _seconds(stamp)}
         if other is None or other["type"] == kind:
             self.unpaired[event_id] = mine
             if len(self.unpaired) > MAX_UNPAIRED:  # a response that never came: forget the oldest
@@ -198,46 +233,90 @@ class Comparator:
     # ------------------------------------------------------------------ replaying
 
     async def work(self) -> None:
+        """Replay what the logger sent: every ``latency_every``-th request alone and timed, the
+        rest together as one V1 request of many instances (the shadow answers a batch for a
+        fraction of the cost of as many requests: the shadow's work must stay small beside the
+        primary's on a shared machine)."""
+        while True:
+            pairs = [await self.queue.get()]
+            await asyncio.sleep(self.linger)  # let a batch gather
+            while len(pairs) < self.batch and not self.queue.empty():
+                pairs.append(self.queue.get_nowait())
+            alone, together = [], []
+            for pair in pairs:
+                self.replayed += 1
+                (alone if self.replayed % self.latency_every == 0 else together).append(pair)
+            for pair in alone:
+                await self._replay([pair], timed=True)
+            if together:
+                await self._replay(together, timed=False)
+
+    async def _replay(self, pairs: list, timed: bool) -> None:
         import aiohttp
 
-        while True:
-            request, response = await self.queue.get()
-            began = time.perf_counter()
+        instances, counts, kept = [], [], []
+        for request, response in pairs:
             try:
-                async with self.session.post(f"{self.shadow_url}/v1/models/{self.name}:predict", data=request["body"],
-                                             headers={"Content-Type": "application/json"}) as answer:
-                    content = await answer.read()
-                    status = answer.status
-            except asyncio.TimeoutError:
-                self._drop("timeout", "shadow_errors")
+                asked = json.loads(request["body"])["instances"]
+                if not isinstance(asked, list):
+                    raise TypeError("instances is not a list")
+            except (ValueError, TypeError, KeyError):
+                self._drop("unreadable_request")
                 continue
-            except aiohttp.ClientError:
-                self._drop("unreachable", "shadow_errors")
-                continue
-            shadow_seconds = time.perf_counter() - began
-            if status != 200:
-                self._drop(f"http_{status // 100}xx", "shadow_errors")
-                continue
+            instances += asked
+            counts.append(len(asked))
+            kept.append((request, response))
+        if not kept:
+            return
+        began = time.perf_counter()
+        try:
+            async with self.session.post(f"{self.shadow_url}/v1/models/{self.name}:predict",
+                                         json={"instances": instances}) as answer:
+                content = await answer.read()
+                status = answer.status
+        except asyncio.TimeoutError:
+            self._drop("timeout", "shadow_errors", len(kept))
+            return
+        except aiohttp.ClientError:
+            self._drop("unreachable", "shadow_errors", len(kept))
+            return
+        shadow_seconds = time.perf_counter() - began if timed else None
+        if status != 200:
+            self._drop(f"http_{status // 100}xx", "shadow_errors", len(kept))
+            return
+        try:
+            predictions = json.loads(content)["predictions"]
+        except (ValueError, TypeError, KeyError):
+            self._drop("unreadable_answer", "dropped", len(kept))
+            return
+        at = 0
+        for (request, response), count in zip(kept, counts):
+            theirs = {"predictions": predictions[at:at + count]}
+            at += count
             try:
-                comparison = compare_answers(json.loads(response["body"]), json.loads(content), self.k)
+                comparison = compare_answers(json.loads(response["body"]), theirs, self.k)
             except (ValueError, TypeError, AttributeError):
                 self._drop("unreadable_answer")
                 continue
-            primary_seconds = None
-            if request["time"] is not None and response["time"] is not None:
-                primary_seconds = max(response["time"] - request["time"], 0.0)
-                self.latency.labels(side="primary").observe(primary_seconds)
+            self._count(comparison, request, response, shadow_seconds)
+
+    def _count(self, comparison: dict, request: dict, response: dict, shadow_seconds: float | None) -> None:
+        primary_seconds = None
+        if request["time"] is not None and response["time"] is not None:
+            primary_seconds = max(response["time"] - request["time"], 0.0)
+            self.latency.labels(side="primary").observe(primary_seconds)
+        if shadow_seconds is not None:
             self.latency.labels(side="shadow").observe(shadow_seconds)
-            self.compared.inc()
-            self.totals["compared"] += 1
-            self.window.add(comparison, primary_seconds, shadow_seconds)
-            if self.window.requests >= self.window_size:
-                summary = self.window.summary()
-                self.windows.append(summary)
-                for name, gauge in self.gauges.items():
-                    if summary[name] is not None:
-                        gauge.set(summary[name])
-                self.window = Window(self.window.index + 1)
+        self.compared.inc()
+        self.totals["compared"] += 1
+        self.window.add(comparison, primary_seconds, shadow_seconds)
+        if self.window.requests >= self.window_size:
+            summary = self.window.summary()
+            self.windows.append(summary)
+            for name, gauge in self.gauges.items():
+                if summary[name] is not None:
+                    gauge.set(summary[name])
+            self.window = Window(self.window.index + 1)
 
     def status(self) -> dict:
         """The report: totals, the windows so far (newest last) and the window being filled."""
@@ -295,7 +374,7 @@ def build_app(comparator: Comparator):
 
 
 def serve_comparator(shadow_url: str, port: int, host: str = "127.0.0.1", name: str = "movie-recommender",
-                     window: int = WINDOW, workers: int = 4) -> None:
+                     window: int = WINDOW, workers: int = 2) -> None:
     """Run the comparator until the process is stopped (``reelops shadow``)."""
     from aiohttp import web
 
@@ -308,10 +387,12 @@ def serve_comparator(shadow_url: str, port: int, host: str = "127.0.0.1", name: 
 
 class EventLogger:
     """What KServe's logger does, for the local plane's router: each answered request becomes two
-    CloudEvents posted to ``url`` from a bounded queue by a background task; a full queue or a
-    failed post drops the event and counts it (``reelops_router_logger_events_total{outcome}``)."""
+    CloudEvents for ``url``, queued (bounded) and sent by a background task in batches
+    (structured mode, ``application/cloudevents-batch+json``: one POST per batch keeps the
+    router's own work per request small); a full queue or a failed post drops the events and
+    counts them (``reelops_router_logger_events_total{outcome}``)."""
 
-    def __init__(self, registry, inference_service: str, max_queue: int = 1000):
+    def __init__(self, registry, inference_service: str, max_queue: int = 2000):
         from prometheus_client import Counter
 
         self.url: str | None = None
@@ -320,7 +401,6 @@ class EventLogger:
         self.outcomes = Counter("reelops_router_logger_events", "Logger events, by outcome", ["outcome"],
                                 registry=registry)
         self._children = {}
-        self.task = None
 
     def _count(self, outcome: str, by: int = 1) -> None:
         child = self._children.get(outcome)
@@ -338,26 +418,37 @@ class EventLogger:
         except asyncio.QueueFull:
             self._count("dropped_queue_full", 2)
 
+    def _event(self, kind: str, request_id: str, body: bytes, at: float) -> bytes:
+        # The body is the JSON the router passed on (a request it forwarded, a 200 answer): it
+        # is spliced in as the event's data, not parsed again.
+        head = {"specversion": "1.0", "id": request_id, "type": kind,
+                "source": f"http://localhost/v1/models/{self.inference_service}",
+                "time": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(),
+                "inferenceservicename": self.inference_service, "component": "predictor", "endpoint": "default",
+                "datacontenttype": "application/json"}
+        return json.dumps(head)[:-1].encode() + b', "data": ' + body + b"}"
+
     async def run(self, session) -> None:
         import aiohttp
 
         while True:
-            request_id, request_body, response_body, requested_at, answered_at = await self.queue.get()
-            for kind, body, at in ((REQUEST_TYPE, request_body, requested_at), (RESPONSE_TYPE, response_body, answered_at)):
-                url = self.url
-                if url is None:
-                    break
-                headers = {"ce-specversion": "1.0", "ce-id": request_id, "ce-type": kind,
-                           "ce-source": f"http://localhost/v1/models/{self.inference_service}",
-                           "ce-time": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(),
-                           "ce-inferenceservicename": self.inference_service, "ce-component": "predictor",
-                           "ce-endpoint": "default", "content-type": "application/json"}
-                try:
-                    async with session.post(url, data=body, headers=headers,
-                                            timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                        await answer.read()
-                        self._count("sent" if answer.status < 300 else f"dropped_http_{answer.status // 100}xx")
-                except asyncio.TimeoutError:
-                    self._count("dropped_timeout")
-                except aiohttp.ClientError:
-                    self._count("dropped_unreachable")
+            pairs = [await self.queue.get()]
+            while len(pairs) * 2 < MAX_BATCH and not self.queue.empty():
+                pairs.append(self.queue.get_nowait())
+            url = self.url
+            if url is None:
+                continue
+            events = []
+            for request_id, request_body, response_body, requested_at, answered_at in pairs:
+                events.append(self._event(REQUEST_TYPE, request_id, request_body, requested_at))
+                events.append(self._event(RESPONSE_TYPE, request_id, response_body, answered_at))
+            try:
+                async with session.post(url, data=b"[" + b",".join(events) + b"]",
+                                        headers={"content-type": BATCH_CONTENT_TYPE},
+                                        timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                    await answer.read()
+                    self._count("sent" if answer.status < 300 else f"dropped_http_{answer.status // 100}xx", len(events))
+            except asyncio.TimeoutError:
+                self._count("dropped_timeout", len(events))
+            except aiohttp.ClientError:
+                self._count("dropped_unreachable", len(events))
