@@ -45,3 +45,31 @@ def blessing_status(model_dir: str | os.PathLike) -> tuple:
 def is_blessed(model_dir: str | os.PathLike) -> bool:
     """Whether the gate blessed this model directory's very content."""
     return blessing_status(model_dir)[0] == BLESSED
+
+
+def write_model_report(model_dir: str | os.PathLike) -> Path | None:
+    """Render the model's ``evaluation.html`` again with what is known about it now: the gate's
+    decision on exactly this content (and its comparison), the registry version
+    (``registration.json``) and the lineage (``model.json``). Called by the gate and by
+    registration; None when the folder has no ``evaluation.json`` (a model trained without a
+    holdout)."""
+    from reelops.evaluation import lineage_card, write_html
+
+    folder = Path(model_dir)
+    report_path = folder / "evaluation.json"
+    if not report_path.is_file():
+        return None
+    report = json.loads(report_path.read_text())
+    metadata = json.loads((folder / "model.json").read_text()) if (folder / "model.json").is_file() else {}
+    decision, _ = blessing_status(folder)
+    gate = None
+    if decision in (BLESSED, REJECTED):
+        blessing = json.loads((folder / "blessing.json").read_text())
+        gate = {key: blessing.get(key) for key in ("decision", "reasons", "compared_with", "metrics")}
+    registration = json.loads((folder / "registration.json").read_text()) if (folder / "registration.json").is_file() \
+        else None
+    card = {"lineage": lineage_card(metadata), "gate": gate, "registry": registration}
+    title = f"{metadata.get('algorithm', 'model')} on {metadata.get('dataset_version', '?')}"
+    if registration:
+        title = f"movie-recommender version {registration['version']}: {title}"
+    return write_html(report, folder, title, card)

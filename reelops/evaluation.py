@@ -163,15 +163,69 @@ def ranking_metrics(model, test: pd.DataFrame, k: int = 10, users: pd.DataFrame 
 # ---------------------------------------------------------------------- reports
 
 
-def write_reports(report: dict, folder: str | Path, title: str = "reelops evaluation") -> tuple:
-    """Write ``evaluation.json`` and ``evaluation.html`` (with plots) into ``folder``."""
+def write_reports(report: dict, folder: str | Path, title: str = "reelops evaluation", card: dict | None = None) -> tuple:
+    """Write ``evaluation.json`` and ``evaluation.html`` (with plots and the model ``card``) into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     json_path = folder / "evaluation.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True, default=float))
-    html_path = folder / "evaluation.html"
-    html_path.write_text(render_html(report, title))
-    return json_path, html_path
+    return json_path, write_html(report, folder, title, card)
+
+
+def write_html(report: dict, folder: str | Path, title: str, card: dict | None = None) -> Path:
+    """(Re)write ``evaluation.html`` whole (a temporary name, then a rename)."""
+    import os
+
+    html_path = Path(folder) / "evaluation.html"
+    partial = html_path.with_name(".evaluation.html.partial")
+    partial.write_text(render_html(report, title, card), encoding="utf-8")
+    os.replace(partial, html_path)
+    return html_path
+
+
+def lineage_card(metadata: dict) -> dict:
+    """The lineage a model's ``model.json`` records, for the report's card."""
+    return {"algorithm": metadata.get("algorithm", ""), "dataset_version": metadata.get("dataset_version", ""),
+            "dataset_source": metadata.get("dataset_source", ""), "git_commit": metadata.get("git_commit") or "",
+            "fitted_at": metadata.get("fitted_at", "")}
+
+
+# The gate's metrics a report compares, in order, with how to show them.
+CARD_METRICS = (("rmse", "RMSE"), ("ndcg@10", "NDCG@10"), ("cold_rmse", "RMSE of new users"))
+
+
+def _card_html(card: dict) -> str:
+    """The top of the per-model report: the gate's decision, the registry version and the lineage."""
+    gate = card.get("gate")
+    if gate is None:
+        banner = ("none", "Not gated", "no gate decision for this model's content yet")
+    elif gate["decision"] == "blessed":
+        against = gate.get("compared_with") or {}
+        versus = f"production version {against['version']}" if against.get("kind") == "production" else "the baselines"
+        banner = ("blessed", "Blessed by the gate", f"compared with {versus}: " + "; ".join(gate.get("reasons", [])))
+    else:
+        banner = ("rejected", "REJECTED by the gate", "; ".join(gate.get("reasons", [])))
+    registry = card.get("registry")
+    lineage = card.get("lineage", {})
+    registered = (f"version {registry['version']}" + (f" (alias {registry['alias']})" if registry.get("alias") else "")
+                  if registry else "not registered")
+    rows = [("registry", registered), ("git commit", lineage.get("git_commit") or "unknown"),
+            ("data source", lineage.get("dataset_source") or "unknown"),
+            ("dataset version", lineage.get("dataset_version") or "unknown"),
+            ("algorithm", lineage.get("algorithm") or "unknown"), ("trained at", lineage.get("fitted_at") or "unknown")]
+    table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+    comparison = ""
+    if gate and gate.get("metrics"):
+        columns = list(gate["metrics"])
+        names = {"candidate": "this model", "production": f"production (version {(gate.get('compared_with') or {}).get('version')})",
+                 "bias_baseline": "bias baseline", "popularity_baseline": "popularity baseline"}
+        head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in columns)
+        body = "".join(f"<tr><td>{label}</td>" + "".join(f"<td>{_number(gate['metrics'][c].get(key))}</td>" for c in columns)
+                       + "</tr>" for key, label in CARD_METRICS)
+        comparison = f"<h2>The gate's comparison</h2><table><tr><th>metric</th>{head}</tr>{body}</table>"
+    kind, headline, detail = banner
+    return (f'<div class="gate {kind}"><strong>{html.escape(headline)}</strong>: {html.escape(detail)}</div>'
+            f"<table><tr><th>model</th><th></th></tr>{table}</table>{comparison}")
 
 
 def _plot_png(draw) -> str:
@@ -189,8 +243,9 @@ def _plot_png(draw) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def render_html(report: dict, title: str) -> str:
-    """A self-contained HTML page: headline metrics, slices and two plots."""
+def render_html(report: dict, title: str, card: dict | None = None) -> str:
+    """A self-contained HTML page: the model card (gate decision, registry version, lineage; see
+    ``reelops.blessing.write_model_report``), headline metrics, slices and two plots."""
     k = report.get("k", 10)
     headline = [("RMSE", report["rmse"]), ("MAE", report["mae"]), (f"Precision@{k}", report.get(f"precision@{k}")),
                 (f"Recall@{k}", report.get(f"recall@{k}")), (f"NDCG@{k}", report.get(f"ndcg@{k}")),
@@ -222,9 +277,12 @@ def render_html(report: dict, title: str) -> str:
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style>
+td,th{{border:1px solid #ccc;padding:.3em .8em;text-align:right}}td:first-child,th:first-child{{text-align:left}}
+.gate{{padding:.8em 1em;border-left:.5em solid #999;background:#f2f2f2}}.gate.blessed{{border-color:#2e7d32;background:#e8f5e9}}
+.gate.rejected{{border-color:#c62828;background:#ffebee;color:#7f0000}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
+{_card_html(card) if card is not None else ""}
 <p>{html.escape(str(report.get("scored", "")))}: {report["rows"]:,} ratings, {report.get("ranked_users", 0):,} users ranked over the full catalogue.</p>
 <table><tr><th>metric</th><th>value</th></tr>{rows}</table>
 <img alt="error histogram" src="data:image/png;base64,{_plot_png(histogram)}">

@@ -141,6 +141,9 @@ def run_gate(model_dir: str | os.PathLike, data: str | os.PathLike, thresholds: 
     temporary = path.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(blessing, indent=2, sort_keys=True, default=float))
     os.replace(temporary, path)
+    from reelops.blessing import write_model_report
+
+    write_model_report(model_dir)  # the report now says what the gate decided, and why
     return blessing
 
 

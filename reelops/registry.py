@@ -522,7 +522,7 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, lineage: d
     Raises:
         RegistryError: the folder is not a complete, loadable model.
     """
-    from reelops.blessing import BLESSED, blessing_status
+    from reelops.blessing import BLESSED, blessing_status, write_model_report
 
     model_dir = Path(model_dir)
     content = _check_model_folder(model_dir)
@@ -559,6 +559,10 @@ def register(model_dir: str | os.PathLike, reason: str | None = None, lineage: d
         raise
     (model_dir / "registration.json").write_text(json.dumps(
         {"version": version, "alias": alias, "run_id": run_id, "model_uri": model_uri, "registered_at": _now()}, indent=2))
+    # The report names the version now; the copy logged with the run is replaced too.
+    report = write_model_report(model_dir)
+    if report is not None:
+        store.log_artifact(run_id, str(report), artifact_path="model_dir")
     return {"version": version, "alias": alias, "run_id": run_id, "blessed": blessed, "gate": explanation,
             "created": True, "cleaned": cleaned}
 

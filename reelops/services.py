@@ -30,7 +30,8 @@ def evaluate_model(model_dir: str | os.PathLike, data: str | os.PathLike, k: int
     Returns:
         The report (metrics, slices, what was scored) with ``reports`` naming the files.
     """
-    from reelops.evaluation import evaluate, evaluation_rows, write_reports
+    from reelops.blessing import write_model_report
+    from reelops.evaluation import evaluate, evaluation_rows, lineage_card, write_reports
     from reelops.models import load_model
 
     model = load_model(model_dir)
@@ -40,7 +41,11 @@ def evaluate_model(model_dir: str | os.PathLike, data: str | os.PathLike, k: int
     report.update({"scored": scored, "model_dir": str(model_dir), "dataset_version": dataset["manifest"]["version"],
                    "algorithm": model.metadata_["algorithm"]})
     json_path, html_path = write_reports(report, report_dir or model_dir,
-                                         title=f"{report['algorithm']} on {report['dataset_version']}")
+                                         title=f"{report['algorithm']} on {report['dataset_version']}",
+                                         card={"lineage": lineage_card(model.metadata_), "gate": None, "registry": None})
+    if report_dir is None:
+        # In the model's own folder the page keeps what the gate and the registry said about it.
+        html_path = write_model_report(model_dir)
     report["reports"] = {"json": str(json_path), "html": str(html_path)}
     return report
 

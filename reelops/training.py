@@ -73,12 +73,13 @@ def _write_model_folder(model, folder: Path, dataset: dict, train_rows, test_row
     model.metadata_ = json.loads((folder / "model.json").read_text())
     if len(test_rows):
         # Every trained model carries its held-out evaluation (logged with it at registration).
-        from reelops.evaluation import evaluate, write_reports
+        from reelops.evaluation import evaluate, lineage_card, write_reports
 
         report = evaluate(model, test_rows, users=dataset["users"])
         report.update({"scored": f"held-out rows of the training split ({holdout})", "algorithm": algorithm,
                        "dataset_version": manifest["version"]})
-        write_reports(report, folder, title=f"{algorithm} on {manifest['version']}")
+        write_reports(report, folder, title=f"{algorithm} on {manifest['version']}",
+                      card={"lineage": lineage_card(model.metadata_), "gate": None, "registry": None})
     # The drift reference travels with the model version it watches (inputs from training
     # rows; predictions and errors from held-out rows, when there are any).
     from reelops.monitoring import build_monitor

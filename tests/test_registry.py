@@ -73,6 +73,34 @@ def test_gate_rejects_a_worse_candidate_with_reasons_and_it_gets_no_alias(traine
     assert rows["1"]["aliases"] == ["production"] and rows["2"]["aliases"] == [] and rows["3"]["aliases"] == ["canary"]
 
 
+def test_the_model_report_names_the_version_commit_source_and_what_the_gate_decided(trained, tmp_path):
+    """A rejected model's page does not look like a blessed one's: the gate's decision, reasons and
+    comparison, the registry version, commit and data source, rendered again after registration."""
+    import json
+
+    strong = _copy(trained["root"] / "strong", tmp_path / "strong")
+    before = (strong / "evaluation.html").read_text()
+    assert "Not gated" in before and "not registered" in before
+    run_gate(strong, trained["data"])
+    assert "Blessed by the gate" in (strong / "evaluation.html").read_text()
+    first = registry.register(strong)
+    blessed_page = (strong / "evaluation.html").read_text()
+    commit = json.loads((strong / "model.json").read_text())["git_commit"]
+    assert f"version {first['version']} (alias production)" in blessed_page and commit in blessed_page
+    assert str(trained["root"] / "world") in blessed_page and "bias baseline" in blessed_page
+    weak = _copy(trained["root"] / "weak", tmp_path / "weak")
+    run_gate(weak, trained["data"])
+    second = registry.register(weak)
+    rejected_page = (weak / "evaluation.html").read_text()
+    assert "REJECTED by the gate" in rejected_page and "Blessed" not in rejected_page
+    assert 'class="gate rejected"' in rejected_page and "RMSE" in rejected_page
+    assert f"production (version {first['version']})" in rejected_page
+    assert f"movie-recommender version {second['version']}" in rejected_page
+    # The page logged with the registration run is the rendered one.
+    logged = registry.client().download_artifacts(second["run_id"], "model_dir/evaluation.html", str(tmp_path / "dl"))
+    assert "REJECTED by the gate" in Path(logged).read_text()
+
+
 def test_promote_then_rollback_restores_production_with_history(trained, tmp_path):
     for name in ("strong", "strong2"):
         model = _copy(trained["root"] / name, tmp_path / name)
