@@ -72,7 +72,7 @@ def test_peeking_keeps_the_error_of_the_always_valid_interval_and_breaks_a_fixed
     """A canary worse by exactly the margin must not be promoted, however often one looks."""
     policy = CanaryPolicy(stars_margin=0.1, min_canary_requests=100, min_feedback=50, max_canary_requests=6000)
     at_margin = _shifted_shares(0.1)
-    runs = 200
+    runs = 120
     sequential = [_sequential_run(np.random.default_rng(seed), at_margin, policy) for seed in range(runs)]
     fixed = [_sequential_run(np.random.default_rng(seed), at_margin, policy, fixed_interval=True) for seed in range(runs)]
     wrongly_promoted = sequential.count(PROMOTE) / runs

@@ -290,21 +290,22 @@ def test_automatic_canary_analysis_rolls_back_a_bad_model_and_promotes_a_good_on
     from reelops.simulate.traffic import TrafficReplay
 
     workspace = plane["workspace"]
-    quick = ["--rule", "poll_seconds=0.5", "--rule", "stars_margin=0.3", "--rule", "min_canary_requests=150",
-             "--rule", "min_feedback=40"]
-    replay = TrafficReplay(plane["url"], World.from_directory(workspace.parent / "world"), rate=150, seed=3,
+    quick = ["--rule", "poll_seconds=0.5", "--rule", "min_canary_requests=150", "--rule", "min_feedback=40"]
+    replay = TrafficReplay(plane["url"], World.from_directory(workspace.parent / "world"), rate=250, seed=3,
                            feedback_delay=0.2).start_background()
     try:
-        time.sleep(1.5)
+        time.sleep(1.0)
         bad = reelops(workspace, "deploy", "4", "--percent", "30", "--force", "--reason", "test: random scores",
                       *quick, "--json")
         bad_analysis = json.loads(bad.stdout)["analysis"]
-        good = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", *quick, "--json").stdout)
+        # The default margin (0.05 stars) needs thousands of ratings to promote; 0.5 decides in seconds.
+        good = json.loads(reelops(workspace, "deploy", "2", "--percent", "50", *quick, "--rule", "stars_margin=0.5",
+                                  "--json").stdout)
     finally:
         stats = replay.stop()
     assert bad_analysis["decision"] == "rollback" and "quality" in bad_analysis["reason"], bad_analysis
     quality = next(c for c in bad_analysis["comparisons"] if c["metric"] == "quality")
-    assert quality["interval"][0] > 0.3 and quality["canary"] < quality["stable"]
+    assert quality["interval"][0] > 0.05 and quality["canary"] < quality["stable"]
     assert good["analysis"]["decision"] == "promote", good["analysis"]
     assert {c["state"] for c in good["analysis"]["comparisons"]} == {"non-inferior"}
     assert stats.failures() == [] and stats.feedback_sent > 0
@@ -324,46 +325,13 @@ def test_automatic_canary_analysis_rolls_back_a_bad_model_and_promotes_a_good_on
     assert "canary analysis of version 2" in table and "non-inferior" in table and "always-valid interval" in table
 
 
-def test_the_analysis_reads_the_same_series_from_prometheus_as_from_the_predictors(plane, tmp_path):
-    """One code path for both targets: PromQL over a real Prometheus that scrapes the plane's
-    predictors (labelled by revision, as the PodMonitor labels pods) and the router gives the
-    counters read from their /metrics directly."""
-    from reelops.deploy.analysis import PlaneMetrics, PrometheusMetrics
-    from reelops.deploy.local import LocalPlane
-    from reelops.simulate import World
-    from reelops.simulate.traffic import TrafficReplay
-    from tests.servers import prometheus_server
-
-    workspace = plane["workspace"]
-    reelops(workspace, "deploy", "2", "--percent", "50", "--analysis", "manual")
-    TrafficReplay(plane["url"], World.from_directory(workspace.parent / "world"), rate=200, seed=4,
-                  feedback_delay=0.1).run(400)
-    state = json.loads((workspace / "serving" / "plane" / "state.json").read_text())
-    targets = [{"targets": [f"127.0.0.1:{p['port']}"], "labels": {"revision": name, "namespace": "reelops"}}
-               for name, p in state["processes"].items()]
-    targets.append({"targets": [f"127.0.0.1:{state['router']['port']}"], "labels": {"namespace": "reelops"}})
-    direct, _ = PlaneMetrics(LocalPlane(workspace / "serving" / "plane")).read([R1, R2])
-    with prometheus_server(tmp_path / "prometheus", targets) as url:
-        deadline = time.monotonic() + 30
-        while True:  # until Prometheus has scraped every target once
-            through, missing = PrometheusMetrics(url, selector='namespace="reelops"').read([R1, R2])
-            if (not missing and all(through[r].feedback for r in (R1, R2))) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    assert not missing
-    for revision in (R1, R2):
-        assert direct[revision].requests > 0 and direct[revision].feedback > 0
-        assert through[revision] == direct[revision], revision
-    reelops(workspace, "deploy", "rollback")
-
-
 def _shadow_report(workspace, compared: int, timeout: float = 60) -> dict:
+    """The comparator's report once it compared ``compared`` requests, as ``deploy status`` shows it."""
     deadline = time.monotonic() + timeout
-    while True:
-        shadow = json.loads(reelops(workspace, "deploy", "status", "--json").stdout)["shadow"]
-        if shadow["report"]["compared"] >= compared or time.monotonic() > deadline:
-            return shadow
-        time.sleep(0.5)
+    while httpx.get(f"{comparator_url(workspace)}/shadow/status").json()["compared"] < compared \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return json.loads(reelops(workspace, "deploy", "status", "--json").stdout)["shadow"]
 
 
 def test_a_shadow_answers_every_request_unseen_and_its_report_tells_same_from_random(plane):
@@ -378,7 +346,7 @@ def test_a_shadow_answers_every_request_unseen_and_its_report_tells_same_from_ra
     before = aliases_of(workspace)
     started = json.loads(reelops(workspace, "deploy", "1", "--strategy", "shadow", "--json").stdout)
     assert started["shadow"]["version"] == "1" and started["shadow"]["running"]
-    same = TrafficReplay(plane["url"], world, rate=150, seed=5, feedback=False).run(250)
+    same = TrafficReplay(plane["url"], world, rate=250, seed=5, feedback=False).run(250)
     itself = _shadow_report(workspace, 250)
     report = itself["report"]
     assert report["compared"] == 250 and report["dropped"] == {} and report["shadow_errors"] == {}
@@ -388,12 +356,12 @@ def test_a_shadow_answers_every_request_unseen_and_its_report_tells_same_from_ra
     stopped = json.loads(reelops(workspace, "deploy", "stop-shadow", "--json").stdout)
     assert stopped["shadow"] is None and stopped["history"][-1]["last_window"]["agreement"] == 1.0
     reelops(workspace, "deploy", "4", "--strategy", "shadow")
-    other = TrafficReplay(plane["url"], world, rate=150, seed=6, feedback=False).run(250)
+    other = TrafficReplay(plane["url"], world, rate=250, seed=6, feedback=False).run(250)
     random_scores = _shadow_report(workspace, 250)["report"]
     assert random_scores["windows"][0]["agreement"] < 0.5
     assert all(r[3] == R1 for r in same.records + other.records)  # callers never got a shadow answer
     assert same.failures() == [] and other.failures() == []
-    assert "reelops_shadow_compared_total 250.0" in httpx.get(f"{random_scores_url(workspace)}/metrics").text
+    assert "reelops_shadow_compared_total 250.0" in httpx.get(f"{comparator_url(workspace)}/metrics").text
     assert 'reelops_router_logger_events_total{outcome="sent"}' in httpx.get(f"{plane['url']}/metrics").text
     table = reelops(workspace, "deploy", "status").stdout
     assert "shadow: version 4" in table and "agreement@10" in table
@@ -401,7 +369,7 @@ def test_a_shadow_answers_every_request_unseen_and_its_report_tells_same_from_ra
     assert aliases_of(workspace) == before  # a shadow moves no alias
 
 
-def random_scores_url(workspace) -> str:
+def comparator_url(workspace) -> str:
     return json.loads((workspace / "serving" / "plane" / "state.json").read_text())["shadow"]["comparator"]["url"]
 
 
@@ -528,7 +496,11 @@ def test_canary_promote_and_rollback_on_kserve_send_what_kserve_expects(cluster)
 def test_automatic_analysis_on_kserve_reads_prometheus_and_promotes_through_kserveclient(plane, cluster, tmp_path):
     """The kserve path of the analysis end to end: the local plane plays the cluster's pods (its
     revisions carry the names KServe gives them), a real Prometheus scrapes them with the labels
-    the PodMonitor sets, the analysis reads PromQL and promotes through the stand-in API server."""
+    the PodMonitor sets, the analysis reads PromQL and promotes through the stand-in API server.
+    One code path for both targets: PromQL gives the very counters read from the predictors'
+    and the router's /metrics."""
+    from reelops.deploy.analysis import PlaneMetrics, PrometheusMetrics
+    from reelops.deploy.local import LocalPlane
     from reelops.simulate import World
     from reelops.simulate.traffic import TrafficReplay
     from tests.servers import prometheus_server
@@ -541,16 +513,27 @@ def test_automatic_analysis_on_kserve_reads_prometheus_and_promotes_through_kser
     api, workspace = cluster["api"], cluster["workspace"]
     kube(cluster, "1", "--storage-uri", "s3://models/1")
     api.requests.clear()
-    replay = TrafficReplay(plane["url"], World.from_directory(plane["workspace"].parent / "world"), rate=150, seed=7,
+    replay = TrafficReplay(plane["url"], World.from_directory(plane["workspace"].parent / "world"), rate=250, seed=7,
                            feedback_delay=0.2).start_background()
     try:
         with prometheus_server(tmp_path / "prometheus", targets) as url:
             done = reelops(workspace, "deploy", "2", "--percent", "50", "--target", "kserve", "--kubeconfig",
                            cluster["kubeconfig"], "--timeout", "2", "--storage-uri", "s3://models/2",
-                           "--prometheus-url", url, "--rule", "poll_seconds=1", "--rule", "stars_margin=0.3",
+                           "--prometheus-url", url, "--rule", "poll_seconds=1", "--rule", "stars_margin=0.5",
                            "--rule", "min_canary_requests=150", "--rule", "min_feedback=40", "--json")
+            replay.stop()
+            direct, _ = PlaneMetrics(LocalPlane(plane["workspace"] / "serving" / "plane")).read([R1, R2])
+            deadline = time.monotonic() + 30
+            while True:  # until Prometheus has scraped every target after the traffic stopped
+                through, missing = PrometheusMetrics(url, selector='namespace="reelops"').read([R1, R2])
+                if (not missing and all(through[r] == direct[r] for r in (R1, R2))) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
     finally:
         replay.stop()
+    for revision in (R1, R2):
+        assert direct[revision].requests > 0 and direct[revision].feedback > 0
+        assert through[revision] == direct[revision], revision
     analysis = json.loads(done.stdout)["analysis"]
     assert analysis["decision"] == "promote", analysis
     assert (analysis["canary"], analysis["stable"]) == (R2, R1)
