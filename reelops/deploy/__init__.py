@@ -137,7 +137,7 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         raise DeployError(f"unknown strategy {strategy!r}; choose from {', '.join((*STRATEGIES, SHADOW))}")
     if strategy == SHADOW:
         if target != "local":
-            raise DeployError("a shadow on kserve is rendered, not applied: reelops manifests --shadow-version VERSION "
+            raise DeployError("a shadow on kserve is rendered, not applied: reelops manifests render --shadow-storage-uri URI "
                               "(the primary's logger feeds the comparator)")
         return _start_shadow(version, reason or "shadow")
     if strategy == CANARY and not 1 <= int(percent) <= 99:
