@@ -322,8 +322,10 @@ def _analyse_and_decide(version: str, target: str, cluster: dict | None, policy,
         service = kube.status()["services"][registry.MODEL_NAME]
         source = PrometheusMetrics(prometheus_url, selector=f'namespace="{kube.namespace}"')
     else:
-        service = status()["status"]
-        source = PlaneMetrics()
+        # The revisions from the plane's state (status() would probe every predictor's readiness too).
+        plane = LocalPlane()
+        service = ServiceState.from_dict(plane.read()["service"]).status()
+        source = PlaneMetrics(plane)
     canary, stable = service["latestReadyRevision"], service["latestRolledoutRevision"]
 
     def report(verdict: dict) -> None:

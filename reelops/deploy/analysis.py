@@ -116,6 +116,11 @@ class RevisionSeries:
     stars: float = 0.0
     stars_squared: float = 0.0
 
+    @property
+    def timed(self) -> float:
+        """Answers in the latency histogram (its ``+Inf`` bucket, the largest count)."""
+        return max(self.buckets.values(), default=0.0)
+
     def since(self, earlier: "RevisionSeries") -> "RevisionSeries":
         """What happened after ``earlier``; a counter that went down was reset (the process restarted)."""
 
@@ -204,10 +209,11 @@ def _mean_and_variance(n: float, total: float, squares: float) -> tuple:
     return mean, variance
 
 
-def _smoothed_share(count: float, n: float) -> float:
-    # Laplace's rule: a share seen as 0 of n still has a variance, so an interval never
-    # collapses to a point on a clean start.
-    return (count + 1.0) / (n + 2.0)
+def _share_variance(count: float, n: float) -> float:
+    """Variance of a share's estimate, ``count`` of ``n``, with the share by Laplace's rule: a share
+    seen as 0 of n still has a variance, so an interval never collapses to a point on a clean start."""
+    share = (count + 1.0) / (n + 2.0)
+    return share * (1 - share) / max(n, 1)
 
 
 def judge(canary: RevisionSeries, stable: RevisionSeries, policy: CanaryPolicy) -> dict:
@@ -230,27 +236,24 @@ def judge(canary: RevisionSeries, stable: RevisionSeries, policy: CanaryPolicy) 
     ready = canary.requests >= 1 and stable.requests >= 1
     canary_share = canary.errors / canary.requests if canary.requests else 0.0
     stable_share = stable.errors / stable.requests if stable.requests else 0.0
-    smoothed_c, smoothed_s = _smoothed_share(canary.errors, canary.requests), _smoothed_share(stable.errors, stable.requests)
     comparisons.append(_comparison(
         "errors", canary_share - stable_share,
-        smoothed_c * (1 - smoothed_c) / max(canary.requests, 1) + smoothed_s * (1 - smoothed_s) / max(stable.requests, 1),
+        _share_variance(canary.errors, canary.requests) + _share_variance(stable.errors, stable.requests),
         policy.error_margin, alpha, ready, canary=round(canary_share, 5), stable=round(stable_share, 5),
         n=[int(canary.requests), int(stable.requests)], unit="share of answers"))
-    # Latency: canary share slower than ratio x stable p95, minus 5%.
+    # Latency: canary share slower than the bound (stable p95 x ratio, or + slack), minus 5%.
     stable_p95, canary_p95 = quantile(stable.buckets, 0.95), quantile(canary.buckets, 0.95)
-    answered = max(canary.buckets.values(), default=0.0)
-    if stable_p95 and answered >= 1 and max(stable.buckets.values(), default=0.0) >= 20:
+    timed = [int(canary.timed), int(stable.timed)]
+    if stable_p95 and canary.timed >= 1 and stable.timed >= 20:
         bound = max(policy.latency_ratio * stable_p95, stable_p95 + policy.latency_slack_ms / 1000)
         slow = share_above(canary.buckets, bound)
-        smoothed = _smoothed_share(slow, answered)
         comparisons.append(_comparison(
-            "latency", slow / answered - TAIL_SHARE, smoothed * (1 - smoothed) / answered, 0.0, alpha, True,
+            "latency", slow / canary.timed - TAIL_SHARE, _share_variance(slow, canary.timed), 0.0, alpha, True,
             tau=LATENCY_TAU, canary_p95_ms=round(canary_p95 * 1000, 3), stable_p95_ms=round(stable_p95 * 1000, 3),
-            bound_ms=round(bound * 1000, 3), slow_share=round(slow / answered, 5),
-            n=[int(answered), int(max(stable.buckets.values()))], unit="share slower than the bound, minus 5%"))
+            bound_ms=round(bound * 1000, 3), slow_share=round(slow / canary.timed, 5), n=timed,
+            unit="share slower than the bound, minus 5%"))
     else:
-        comparisons.append({"metric": "latency", "state": "waiting", "margin": 0.0,
-                            "n": [int(answered), int(max(stable.buckets.values(), default=0.0))]})
+        comparisons.append({"metric": "latency", "state": "waiting", "margin": 0.0, "n": timed})
     worse = [c for c in comparisons if c["state"] == "worse"]
     verdict = {"canary_requests": int(canary.requests), "comparisons": comparisons}
     if worse:

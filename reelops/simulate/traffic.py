@@ -160,9 +160,11 @@ class TrafficReplay:
         while True:
             stopping = self._draining
             now = time.monotonic()
-            due = [entry for entry in pending if stopping or entry[0] <= now]
+            due, waiting = [], []
+            for entry in pending:
+                (due if stopping or entry[0] <= now else waiting).append(entry)
             if due:
-                pending[:] = [entry for entry in pending if not (stopping or entry[0] <= now)]
+                pending[:] = waiting
                 users = np.array([e[1] for e in due])
                 movies = np.array([e[2] for e in due])
                 stamps = np.array([e[3] for e in due])
