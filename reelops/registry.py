@@ -383,6 +383,68 @@ class TriggerState:
             client().set_registered_model_tag(MODEL_NAME, POLICY_STATE_TAG, json.dumps(state, sort_keys=True))
 
 
+RETRAIN_CLAIM_PREFIX = "reelops-retrain-claims/"
+_RETRAIN_TAG_PREFIX = "reelops.retrain."
+
+
+def claim_retrain(model_version: str, decision: dict, state) -> dict | None:
+    """Claim a retraining decision, once for everyone: a compare-and-set on the policy's last trigger.
+
+    The claim is named after the last trigger the decision saw (``last_trigger_data_time``,
+    read from ``state`` when the policy decided): every detector that decided on the same
+    state asks for the same name, and the store creates a name only once (an MLflow
+    experiment: a unique row in the tracking database, atomic on a server and across
+    machines, not only under this machine's lock). A decision made before another's trigger
+    was recorded therefore finds its name taken, however late it claims. The claimant
+    records the new trigger in ``state`` (the cooldown starts) and on the registered model;
+    the others get None.
+
+    Args:
+        model_version: the version whose monitoring decided.
+        decision: the policy's decision (``data_time`` is the new last trigger;
+            ``last_trigger_data_time`` what it compared with, read from ``state`` if absent).
+        state: the policy's state (:class:`TriggerState` for a registered model).
+
+    Returns:
+        ``{"claim": name, "experiment_id": id}``, or None when the claim was taken.
+    """
+    from mlflow.exceptions import MlflowException
+
+    last = (decision["last_trigger_data_time"] if "last_trigger_data_time" in decision
+            else state.load().get("last_trigger_data_time"))
+    claim = f"{MODEL_NAME}-after-{last if last is not None else 'none'}"
+    try:
+        experiment_id = client().create_experiment(RETRAIN_CLAIM_PREFIX + claim,
+                                                   tags={"reelops.model_version": str(model_version)})
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_ALREADY_EXISTS":
+            return None
+        raise
+    state.save({"last_trigger_data_time": int(decision["data_time"]), "recorded_at": _now(), "claim": claim,
+                "model_version": str(model_version)})
+    record_retrain_run(claim, {"time": _now(), "model_version": str(model_version), "decision": decision,
+                               "claim_experiment_id": experiment_id})
+    return {"claim": claim, "experiment_id": experiment_id}
+
+
+def record_retrain_run(claim: str, details: dict) -> None:
+    """Add ``details`` (the run's process, its run id once known) to a claimed retraining trigger."""
+    with store_lock():
+        store = client()
+        key = _RETRAIN_TAG_PREFIX + claim
+        entry = json.loads((store.get_registered_model(MODEL_NAME).tags or {}).get(key, "{}"))
+        entry.update(details)
+        store.set_registered_model_tag(MODEL_NAME, key, json.dumps(entry, sort_keys=True, default=str))
+
+
+def retrain_triggers() -> list:
+    """Every claimed retraining trigger, oldest first, with its decision and run."""
+    tags = client().get_registered_model(MODEL_NAME).tags or {}
+    entries = [{"claim": key[len(_RETRAIN_TAG_PREFIX):], **json.loads(value)}
+               for key, value in tags.items() if key.startswith(_RETRAIN_TAG_PREFIX)]
+    return sorted(entries, key=lambda entry: entry.get("time", ""))
+
+
 def _read_json(path: Path):
     return json.loads(path.read_text()) if path.is_file() else None
 

@@ -123,7 +123,7 @@ def plane(models):
     """Version 1 deployed alone (production), stopped afterwards whatever happened."""
     reelops(models, "deploy", "stop")
     reelops(models, "registry", "promote", "1", "--reason", "test start", check=False)
-    status = json.loads(reelops(models, "deploy", "1", "--json").stdout)
+    status = json.loads(reelops(models, "deploy", "1", "--no-detector", "--json").stdout)
     assert [(r["version"], r["traffic"]) for r in status["revisions"]] == [("1", 100)]
     yield {"workspace": models, "url": status["url"]}
     reelops(models, "deploy", "stop")

@@ -47,7 +47,7 @@ def test_the_committed_manifests_are_what_the_code_renders(tmp_path):
 def test_every_committed_manifest_passes_the_checks():
     report = check_folder(COMMITTED)
     assert report.problems == []
-    assert report.documents == 20
+    assert report.documents == 22
     kinds = {d["kind"] for path in COMMITTED.glob("*.yaml") for d in documents(path.name)}
     assert kinds == {"Namespace", "ServiceAccount", "Role", "RoleBinding", "PersistentVolumeClaim", "Deployment",
                      "Service", "InferenceService", "PodMonitor", "PrometheusRule", "ConfigMap", "CronJob"}
@@ -120,7 +120,7 @@ def test_the_check_command_fails_in_its_own_process_naming_the_problem(tmp_path)
                           timeout=300)
     assert done.returncode == 1
     assert "problem: inferenceservice.yaml#0 InferenceService/movie-recommender .spec.predictor.minReplica" in done.stdout
-    assert "20 documents checked, 1 problems" in done.stdout
+    assert "22 documents checked, 1 problems" in done.stdout
     ok = subprocess.run([BIN / "reelops", "manifests", "check", str(COMMITTED), "--json"], capture_output=True,
                         text=True, timeout=300)
     assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
@@ -146,9 +146,10 @@ def test_a_broken_alert_expression_or_dashboard_query_fails_the_check(tmp_path):
 def test_the_alert_rules_fire_as_their_unit_tests_say(tmp_path):
     rule = by_kind("PrometheusRule")[0]
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}, sort_keys=False))
-    shutil.copy(ROOT / "tests" / "promtool" / "predictor_alerts_test.yaml", tmp_path)
-    done = subprocess.run(["promtool", "test", "rules", "predictor_alerts_test.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    for name in ("predictor_alerts_test.yaml", "drift_alerts_test.yaml"):
+        shutil.copy(ROOT / "tests" / "promtool" / name, tmp_path)
+    done = subprocess.run(["promtool", "test", "rules", "predictor_alerts_test.yaml", "drift_alerts_test.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
@@ -187,11 +188,14 @@ def test_a_pinned_model_version_reads_the_store_with_its_credentials():
 
 
 def test_a_shadow_renders_its_own_inferenceservice_and_a_comparator_the_primarys_logger_feeds(tmp_path):
+    """A shadow needs the primary's one logger too: it posts to a Broker whose Triggers deliver
+    the events to the comparator and to the shared drift detector."""
     settings = RenderSettings(namespace="recs", shadow_storage_uri="s3://models/movie-recommender/8")
     files = render(settings)
     primary, grpc = files["inferenceservice.yaml"][0], files["inferenceservice-grpc.yaml"][0]
-    assert primary["spec"]["predictor"]["logger"] == {"mode": "all",
-                                                      "url": "http://reelops-shadow-comparator.recs.svc.cluster.local"}
+    assert primary["spec"]["predictor"]["logger"] == {
+        "mode": "all", "url": "http://broker-ingress.knative-eventing.svc.cluster.local/recs/reelops-inference-events"}
+    assert len(primary["spec"]["predictor"]["containers"]) == 1  # the detector moved behind the broker
     assert "logger" not in grpc["spec"]["predictor"]  # one logger: the REST primary's
     shadow, deployment, service = files["shadow.yaml"]
     assert shadow["metadata"]["name"] == "movie-recommender-shadow" and "logger" not in shadow["spec"]["predictor"]
@@ -202,11 +206,61 @@ def test_a_shadow_renders_its_own_inferenceservice_and_a_comparator_the_primarys
     assert comparator["args"][:3] == ["shadow", "--shadow-url",
                                       "http://movie-recommender-shadow-predictor.recs.svc.cluster.local"]
     assert deployment["spec"]["replicas"] == 1 and service["metadata"]["name"] == "reelops-shadow-comparator"
+    triggers = {d["metadata"]["name"]: d for d in files["drift-detector.yaml"] if d["kind"] == "Trigger"}
+    assert {t["spec"]["subscriber"]["ref"]["name"] for t in triggers.values()} == {"reelops-shadow-comparator",
+                                                                                  "reelops-drift-detector"}
     assert "shadow.yaml" not in render()  # the committed folder has no shadow
-    from reelops.manifests import write
-
     write(tmp_path / "m", settings)
     assert check_folder(tmp_path / "m").problems == []
+
+
+def test_the_drift_detector_is_a_sidecar_its_logger_feeds_over_localhost_and_prometheus_scrapes():
+    service = documents("inferenceservice.yaml")[0]
+    predictor = service["spec"]["predictor"]
+    serving, detector = predictor["containers"]
+    assert predictor["logger"] == {"mode": "all", "url": "http://localhost:8095/"}
+    assert "ports" in serving and "ports" not in detector  # Serverless: one declared port per pod
+    args = build_parser().parse_args(detector["args"])
+    assert (args.detector_command, args.model_alias, args.port, args.host) == ("serve", "production", 8095, "0.0.0.0")
+    retrain = build_parser().parse_args(args.retrain_command.split()[1:])  # after "reelops"
+    assert (retrain.pipeline_command, retrain.name, retrain.service_account) == ("submit", "training",
+                                                                                 "reelops-pipeline-runner")
+    assert {e["name"] for e in detector["env"]} >= {"MLFLOW_TRACKING_URI"}
+    assert {"mountPath": "/var/run/secrets/kubeflow/pipelines", "name": "kfp-token", "readOnly": True} in \
+        detector["volumeMounts"]
+    assert "logger" not in documents("inferenceservice-grpc.yaml")[0]["spec"]["predictor"]
+    monitor = next(m for m in by_kind("PodMonitor") if m["metadata"]["name"] == "reelops-predictor")
+    assert [e["portNumber"] for e in monitor["spec"]["podMetricsEndpoints"]] == [8080, 8095]
+    groups = {g["name"] for g in by_kind("PrometheusRule")[0]["spec"]["groups"]}
+    assert groups == {"reelops-predictor", "reelops-drift"}
+    roles = {r["metadata"]["name"]: r for r in by_kind("Role")}
+    assert roles["reelops-predictor"]["rules"][0]["apiGroups"] == ["pipelines.kubeflow.org"]  # it starts retraining
+
+
+def test_the_shared_detector_variant_renders_a_broker_a_trigger_and_one_detector(tmp_path):
+    settings = RenderSettings(drift_detector="broker", retrain_source="s3://ratings/latest")
+    files = render(settings)
+    kinds = [d["kind"] for d in files["drift-detector.yaml"]]
+    assert kinds == ["Broker", "Trigger", "Deployment", "Service", "PodMonitor"]
+    broker, trigger, deployment = files["drift-detector.yaml"][:3]
+    assert trigger["spec"]["broker"] == broker["metadata"]["name"]
+    assert trigger["spec"]["filter"] == {"attributes": {"inferenceservicename": "movie-recommender"}}
+    # One replica: a request's two events must meet in one process.
+    assert deployment["spec"]["replicas"] == 1
+    args = build_parser().parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert "--param source=s3://ratings/latest" in args.retrain_command
+    primary = files["inferenceservice.yaml"][0]["spec"]["predictor"]
+    assert len(primary["containers"]) == 1 and "reelops-inference-events" in primary["logger"]["url"]
+    write(tmp_path / "m", settings)
+    report = check_folder(tmp_path / "m")
+    assert report.problems == [] and report.documents == 27
+    broken = json.loads(json.dumps(broker))
+    broken["spec"] = {"config": {"kind": "ConfigMap"}, "deliveri": {}}
+    assert document_problems(broken) == [".spec.deliveri: field not declared by the Broker schema"]
+    none = render(RenderSettings(drift_detector="none"))
+    assert "logger" not in none["inferenceservice.yaml"][0]["spec"]["predictor"] and "drift-detector.yaml" not in none
+    with pytest.raises(ValueError, match="drift_detector must be one of"):
+        RenderSettings(drift_detector="sidekick")
 
 
 def test_the_pipeline_runner_may_only_get_and_patch_inferenceservices_in_its_namespace():

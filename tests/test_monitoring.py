@@ -14,7 +14,7 @@ from reelops.cli import main
 from reelops.data import ingest, user_time_holdout
 from reelops.models import make_model
 from reelops.training import train
-from reelops.monitoring import Monitor, MonitoringInputError, load_monitor, monitor_dataset, time_windows
+from reelops.monitoring import Monitor, MonitoringInputError, monitor_dataset, time_windows
 from reelops.monitoring.policy import PolicyState, RetrainingPolicy, decide
 from reelops.registry import TriggerState
 from reelops.simulate import Scenario, World, WorldConfig, simulate
@@ -23,16 +23,9 @@ CUT = 0.55
 
 
 @pytest.fixture(scope="module")
-def setup():
-    """A model and its monitor trained on the first 55% of a default unchanged world."""
-    world = World(WorldConfig(), Scenario.parse("none"), 8)
-    tables = world.generate()
-    cut = world.start + CUT * (world.end - world.start)
-    history = tables["ratings"][tables["ratings"]["timestamp"] < cut]
-    train_rows, heldout = user_time_holdout(history, 0.2)
-    model = make_model("hybrid", epochs=20).fit(train_rows, users=tables["users"], movies=tables["movies"])
-    monitor = Monitor(model).build(train_rows, heldout, tables["users"], tables["movies"])
-    return {"monitor": monitor, "cut": cut, "seed": 8}
+def setup(monitored_world):
+    """A model and its monitor trained on the first 55% of a default unchanged world (conftest)."""
+    return monitored_world
 
 
 def _stream(setup, scenario):

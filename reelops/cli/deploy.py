@@ -41,6 +41,16 @@ def add_commands(commands, with_json) -> None:
                         help="a rule of the canary analysis, repeatable: stars_margin, error_margin, latency_ratio, latency_slack_ms, "
                              "alpha, min_canary_requests, min_feedback, max_canary_requests, poll_seconds, "
                              "timeout_seconds, unreachable_polls (defaults and their reasons: README, Canary analysis)")
+    detector = deploy.add_mutually_exclusive_group()
+    detector.add_argument("--detector", dest="detector", action="store_true", default=None,
+                          help="local: start a drift detector beside each revision (the default)")
+    detector.add_argument("--no-detector", dest="detector", action="store_false",
+                          help="local: no drift detector beside the revisions started from now on")
+    deploy.add_argument("--label-wait", type=float, default=None,
+                        help="local: seconds the detector waits for a full window's ratings (default 30)")
+    deploy.add_argument("--retrain-command", default=None,
+                        help="local: what the detector runs when the retraining policy decides, e.g. "
+                             "'reelops pipeline run training --param source=...' (default: decide and report only)")
     deploy.add_argument("--force", action="store_true", help="deploy a version the gate did not bless (needs --reason)")
     deploy.add_argument("--reason", default=None, help="why (recorded in the alias history)")
     deploy.set_defaults(handler=cmd_deploy)
@@ -99,10 +109,12 @@ def cmd_deploy(args) -> None:
             return
         else:
             policy = _policy(args.rule)
+            detector = {key: value for key, value in (("enabled", args.detector), ("label_wait", args.label_wait),
+                                                      ("retrain_command", args.retrain_command)) if value is not None}
             result = deploy.deploy(args.what, strategy=args.strategy, percent=args.percent, force=args.force,
                                    reason=args.reason, port=args.port, storage_uri=args.storage_uri,
                                    analysis=args.analysis, policy=policy, prometheus_url=args.prometheus_url,
-                                   progress=None if args.json else _progress, **where)
+                                   progress=None if args.json else _progress, detector=detector or None, **where)
     except deploy.DeployError as error:
         raise CommandError(str(error)) from error
     except KeyboardInterrupt:
@@ -126,9 +138,32 @@ def render_status(result: dict) -> None:
     status = result["status"]
     print(f"latestRolledoutRevision {status['latestRolledoutRevision']}, "
           f"previousRolledoutRevision {status['previousRolledoutRevision'] or '-'}")
+    render_detectors(result["revisions"])
     render_analysis(result.get("analysis"))
     render_shadow(result.get("shadow"))
 
+
+def render_detectors(revisions: list) -> None:
+    """Each revision's drift detector: windows judged, verdicts, the retraining decision."""
+    from reelops.console import print_table
+
+    rows = []
+    for r in revisions:
+        detector = r.get("detector")
+        if not detector:
+            continue
+        if not detector.get("running") or "windows_judged" not in detector:
+            rows.append([r["revision"], r["version"], "NOT running" if not detector.get("running") else "no answer",
+                         "-", "-", "-", "-"])
+            continue
+        decision = detector.get("decision") or {}
+        verdicts = ", ".join(f"{k} {v}" for k, v in detector["verdicts"].items()) or "-"
+        dropped = sum(detector["dropped"].values())
+        rows.append([r["revision"], r["version"], f"{detector['interactions']:,}", detector["windows_judged"], verdicts,
+                     f"{dropped:,}", ("RETRAIN" if decision.get("retrain") else "keep") if decision else "-"])
+    if rows:
+        print_table(rows, ["revision", "version", "interactions", "windows", "verdicts", "dropped", "decision"],
+                    title="drift detectors")
 
 def render_shadow(shadow: dict | None) -> None:
     """The shadow's report: one row per window of compared requests (the last ten)."""

@@ -22,7 +22,14 @@ def add_commands(commands, with_json) -> None:
                              "resolved at start through the tracking server")
     render.add_argument("--shadow-storage-uri", default=None,
                         help="also render shadow.yaml: this model version as a shadow (its InferenceService and the "
-                             "comparator), with the primary's logger feeding the comparator")
+                             "comparator), with the primary's logger feeding the comparator through the Broker of "
+                             "drift-detector.yaml")
+    render.add_argument("--drift-detector", choices=["sidecar", "broker", "none"], default=None,
+                        help="the online drift detector: a sidecar in each predictor pod (default), one shared "
+                             "detector behind a Knative Broker (drift-detector.yaml), or none")
+    render.add_argument("--retrain-source", default=None,
+                        help="the data source the detector's retraining run trains on (the training pipeline's "
+                             "source parameter)")
     render.add_argument("--mlflow-artifacts", default=None, help="the tracking server's artifact destination")
     render.add_argument("--kfp-host", default=None, help="the Kubeflow Pipelines API the recurring run submits to")
     render.add_argument("--schedule", default=None, help='the recurring monitoring run\'s cron, e.g. "0 3 * * *" (UTC)')
@@ -40,7 +47,8 @@ def cmd_manifests(args) -> None:
         settings = RenderSettings(namespace=args.namespace, storage_uri=args.storage_uri)
         overrides = {"serve_image": args.serve_image, "mlflow_artifacts": args.mlflow_artifacts,
                      "kfp_host": args.kfp_host, "monitoring_schedule": args.schedule,
-                     "shadow_storage_uri": args.shadow_storage_uri}
+                     "shadow_storage_uri": args.shadow_storage_uri, "drift_detector": args.drift_detector,
+                     "retrain_source": args.retrain_source}
         settings = replace(settings, **{key: value for key, value in overrides.items() if value})
         paths = [str(path) for path in write(args.out, settings)]
         emit(args, {"written": paths}, lambda r: print("\n".join(f"wrote {p}" for p in r["written"])))

@@ -1,8 +1,11 @@
-"""`reelops monitor`: drift findings on new data and the retraining decision."""
+"""`reelops monitor`: drift findings on new data and the retraining decision; `reelops detector`:
+the same monitor online, beside a predictor."""
 
 from __future__ import annotations
 
-from reelops.cli.common import emit
+import shlex
+
+from reelops.cli.common import CommandError, emit
 from reelops.registry import ALIASES
 
 
@@ -17,6 +20,30 @@ def add_commands(commands, with_json) -> None:
     monitor.add_argument("--cooldown-days", type=float, default=7.0)
     monitor.add_argument("--dry-run", action="store_true", help="decide without recording a trigger")
     monitor.set_defaults(handler=cmd_monitor)
+
+    detector = commands.add_parser("detector", help="the online drift detector beside a predictor")
+    detector_commands = detector.add_subparsers(dest="detector_command", required=True)
+    serve = detector_commands.add_parser(
+        "serve", help="take logger CloudEvents and feedback, judge windows, trigger retraining "
+                      "(POST /, POST /v1/feedback, GET /detector/status, /metrics)")
+    watched = serve.add_mutually_exclusive_group(required=True)
+    watched.add_argument("--model-alias", choices=ALIASES)
+    watched.add_argument("--model-version", help="a registry version")
+    watched.add_argument("--model-dir", help="a model folder (the cooldown is then kept in memory)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 in a container)")
+    serve.add_argument("--port", type=int, default=8095)
+    serve.add_argument("--label-wait", type=float, default=30.0,
+                       help="seconds a full window waits for its ratings before it is judged (default 30)")
+    serve.add_argument("--min-new-labels", type=int, default=1000)
+    serve.add_argument("--cooldown-days", type=float, default=7.0)
+    serve.add_argument("--retrain-command", default=None,
+                       help="the command that starts retraining when the policy decides, e.g. "
+                            "'reelops pipeline submit training --host URL --json' (needs a registry version: "
+                            "the decision is claimed there once for every detector)")
+    serve.set_defaults(handler=cmd_detector_serve)
+    status = with_json(detector_commands.add_parser("status", help="what a running detector has judged"))
+    status.add_argument("--url", required=True, help="the detector, e.g. http://127.0.0.1:8095")
+    status.set_defaults(handler=cmd_detector_status)
 
 
 def cmd_monitor(args) -> None:
@@ -54,3 +81,65 @@ def cmd_monitor(args) -> None:
             print(f"  - {reason}")
 
     emit(args, output, render)
+
+
+def cmd_detector_serve(args) -> None:
+    from reelops import registry
+    from reelops.deploy.detector import DriftDetector, RetrainTrigger, serve_detector
+    from reelops.monitoring import load_monitor
+    from reelops.monitoring.policy import PolicyState, RetrainingPolicy
+    from reelops.workspace import workspace_dir
+
+    version = args.model_version or (registry.resolve_alias(args.model_alias) if args.model_alias else None)
+    if args.retrain_command and version is None:
+        raise CommandError("--retrain-command needs --model-alias or --model-version: the decision is claimed "
+                           "in the registry so that two detectors never start two runs")
+    model_dir = args.model_dir or registry.download_model(version)
+    policy = RetrainingPolicy(min_new_labels=args.min_new_labels, cooldown_seconds=int(args.cooldown_days * 86_400))
+    trigger = None
+    if args.retrain_command:
+        trigger = RetrainTrigger(shlex.split(args.retrain_command), workspace_dir() / "detector")
+    detector = DriftDetector(load_monitor(model_dir), model_version=version or str(model_dir),
+                             label_wait=args.label_wait, policy=policy, trigger=trigger,
+                             state=registry.TriggerState() if version is not None else PolicyState())
+    serve_detector(detector, port=args.port, host=args.host)
+
+
+def cmd_detector_status(args) -> None:
+    import httpx
+
+    try:
+        status = httpx.get(f"{args.url.rstrip('/')}/detector/status", timeout=10).raise_for_status().json()
+    except httpx.HTTPError as error:
+        raise CommandError(f"{args.url}: no detector answers ({error})") from error
+
+    def render(status):
+        from reelops.console import print_table
+
+        print(f"detector of version {status['model_version']}: {status['events']:,} events, "
+              f"{status['interactions']:,} interactions, {status['feedback']:,} ratings, "
+              f"{status['windows_judged']} windows judged ({status['backlog_rows']:,} rows waiting)")
+        for kind in ("dropped", "unjudgeable"):
+            if status[kind]:
+                print(f"{kind}: " + ", ".join(f"{k} {v}" for k, v in status[kind].items()))
+        latest = status.get("latest")
+        if latest:
+            rows = [[name, "ALARM" if r["drift"] else "-", "-" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                     ", ".join(f"{k} {v:.2f}" for k, v in r["sizes"].items()) or r["note"] or "-"]
+                    for name, r in latest["detectors"].items()]
+            print_table(rows, ["detector", "alarm", "p-value", "size of change"],
+                        title=f"latest window: verdict {latest['verdict']}")
+        decision = status.get("decision")
+        if decision:
+            print(f"decision: {'RETRAIN' if decision['retrain'] else 'keep the model'}")
+            for reason in decision["reasons"]:
+                print(f"  - {reason}")
+        retrain = status.get("retrain")
+        if retrain:
+            trigger = retrain.get("trigger")
+            started = ("no trigger configured" if trigger is None else
+                       f"run started (pid {trigger['pid']}, log {trigger['log']})" if trigger.get("started") else
+                       f"not started here: {trigger['reason']}")
+            print(f"retraining decided after window {retrain['window']}: {started}")
+
+    emit(args, status, render)

@@ -14,6 +14,10 @@ after the serving change succeeded:
   switches all traffic to it, :func:`rollback` switches back;
 - :func:`rollback` after a promotion returns traffic (and ``production``) to the previous version.
 
+Locally each revision gets a drift detector beside it (:mod:`reelops.deploy.detector`, as the
+sidecar of a KServe predictor): the router logs the revision's answers and the feedback on them
+to it; ``deploy(detector=...)`` sets it up or turns it off for the plane.
+
 ``shadow``: the new version answers a copy of every request beside the one that serves; its
 answers reach nobody and are compared with the primary's (:mod:`reelops.deploy.shadow`);
 :func:`stop_shadow` ends it. No alias moves: a shadow is an observation, not a rollout.
@@ -30,7 +34,7 @@ import json
 import os
 import time
 
-from reelops.deploy.local import LocalPlane, PlaneError, alive, terminate
+from reelops.deploy.local import LocalPlane, PlaneError, alive, stop_revision, terminate
 from reelops.deploy.rollout import (BLUE_GREEN, CANARY, STRATEGIES, DeployError, RolloutError, ServiceState,
                                     template_of, with_canary)
 
@@ -43,6 +47,8 @@ AUTO, MANUAL = "auto", "manual"
 ANALYSES = (AUTO, MANUAL)
 STABLE, ROLLED_BACK = "stable", "rolled-back"
 SMOKE_USER = 1
+# The drift detector beside each revision of the local plane (``deploy(detector=...)``).
+DETECTOR_DEFAULTS = {"enabled": True, "label_wait": 30.0, "retrain_command": None}
 
 
 def _settings(storage_uri: str):
@@ -101,7 +107,7 @@ def _cluster(cluster: dict | None):
 def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = False, reason: str | None = None,
            port: int | None = None, target: str = "local", cluster: dict | None = None,
            storage_uri: str | None = None, analysis: str = AUTO, policy=None, prometheus_url: str | None = None,
-           progress=None) -> dict:
+           progress=None, detector: dict | None = None) -> dict:
     """Roll out ``version`` with ``strategy`` on the target; returns :func:`status`.
 
     Args:
@@ -121,6 +127,9 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         policy: the analysis' rules (:class:`reelops.deploy.analysis.CanaryPolicy`; defaults when None).
         prometheus_url: for ``kserve`` with ``auto``: the Prometheus whose PromQL the analysis reads.
         progress: called with each interim verdict of the analysis.
+        detector: on the local plane, the drift detector started beside each revision from
+            now on: ``enabled`` (default True), ``label_wait`` (seconds, default 30),
+            ``retrain_command`` (default None: decide and report only); None keeps the plane's.
 
     Raises:
         DeployError: the version may not serve, a rollout is in progress, or a revision
@@ -184,8 +193,10 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         revision = service.revisions[-1].name if reused else f"{service.name}-predictor-{len(service.revisions) + 1:05d}"
         router = plane.start_router(port) if first else state["router"]
         running = not first and revision in state["processes"] and alive(state["processes"][revision]["pid"])
+        settings = {**DETECTOR_DEFAULTS, **((state or {}).get("detector") or {}), **(detector or {})}
         try:
-            process = state["processes"][revision] if running else plane.start_revision(revision, _container_args(spec))
+            process = state["processes"][revision] if running else _start_revision(plane, settings, revision, version,
+                                                                                    _container_args(spec))
         except PlaneError as error:
             if first:
                 terminate(router["pid"])
@@ -194,6 +205,7 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         if first:
             state = {"router": router, "processes": {}, "phase": STABLE, "strategy": strategy, "history": []}
         previous_state = json.loads(json.dumps(state))
+        state["detector"] = settings
         state["processes"][revision] = process
         state.setdefault("revision_args", {})[revision] = _container_args(spec)
         state["service"] = service.to_dict()
@@ -214,7 +226,7 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
             else:
                 plane.write(previous_state)
                 if not running:
-                    terminate(process["pid"])
+                    stop_revision(process)
             raise DeployError(f"{revision} (version {version}) was not taken into service: {error}") from error
         _aliases_after_deploy(version, first, reason, override)
         if not first:
@@ -223,6 +235,24 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
     if watch and not first:
         return _analyse_and_decide(version, target, cluster, policy, prometheus_url, progress)
     return status()
+
+
+def _start_revision(plane: LocalPlane, settings: dict, revision: str, version: str, args: list) -> dict:
+    """A revision's predictor and, when the plane's settings ask for one, its drift detector."""
+    detector = plane.spawn_detector(revision, version, settings) if settings.get("enabled") else None
+    try:
+        process = plane.start_revision(revision, args)
+    except PlaneError:
+        if detector:
+            terminate(detector["process"].pid)
+        raise
+    if detector:
+        try:
+            process["detector"] = plane.wait_helper(detector)
+        except PlaneError:
+            terminate(process["pid"])
+            raise
+    return process
 
 
 def _start_shadow(version: str, reason: str) -> dict:
@@ -272,6 +302,25 @@ def stop_shadow(reason: str | None = None) -> dict:
                 compared=(report or {}).get("compared"), last_window=last[0])
         plane.write(state)
     return status()
+
+
+def _detector_report(detector: dict | None) -> dict | None:
+    """A revision's drift detector as ``deploy status`` shows it: where, and what it judged so far."""
+    import httpx
+
+    if not detector:
+        return None
+    report = {"url": detector["url"], "running": alive(detector["pid"])}
+    if report["running"]:
+        try:
+            full = httpx.get(f"{detector['url']}/detector/status", timeout=5).json()
+        except (httpx.HTTPError, ValueError):
+            return report
+        latest = full.get("latest") or {}
+        report.update({key: full[key] for key in ("windows_judged", "verdicts", "interactions", "backlog_rows",
+                                                  "dropped", "decision")})
+        report["latest_verdict"] = latest.get("verdict")
+    return report
 
 
 def _shadow_report(shadow: dict) -> dict | None:
@@ -449,7 +498,9 @@ def rollback(reason: str | None = None, target: str = "local", cluster: dict | N
             # KServe keeps old revisions (scaled to zero); here a retired one starts again from its
             # own command line before any traffic goes back to it.
             try:
-                state["processes"][back_to] = plane.start_revision(back_to, state["revision_args"][back_to])
+                state["processes"][back_to] = _start_revision(plane, state.get("detector") or {}, back_to,
+                                                              service.revision(back_to).version,
+                                                              state["revision_args"][back_to])
             except PlaneError as error:
                 raise DeployError(f"cannot roll back: {error}") from error
         version = service.revision(service.latest_ready).version
@@ -510,7 +561,8 @@ def status(target: str = "local", cluster: dict | None = None) -> dict:
         revisions.append({"revision": revision.name, "version": revision.version, "running": running, "ready": ready,
                           "port": process["port"] if process else None,
                           "traffic": traffic.get(revision.name, {}).get("percent", 0),
-                          "tags": traffic.get(revision.name, {}).get("tags", [])})
+                          "tags": traffic.get(revision.name, {}).get("tags", []),
+                          "detector": _detector_report(process.get("detector")) if process else None})
     shadow = state.get("shadow")
     if shadow:
         shadow = {"version": shadow["version"], "revision": shadow["revision"],

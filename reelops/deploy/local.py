@@ -103,6 +103,13 @@ def local_args(container_args: list, port: int) -> list:
     return [*args, "--host", "127.0.0.1", "--port", str(port), "--no-grpc"]
 
 
+def stop_revision(process: dict) -> None:
+    """Stop a revision's predictor and, when it has one, its drift detector."""
+    terminate(process["pid"])
+    if process.get("detector"):
+        terminate(process["detector"]["pid"])
+
+
 class LocalPlane:
     """The plane in one workspace: its state file, its router and its predictor processes."""
 
@@ -146,23 +153,34 @@ class LocalPlane:
     def _start_helper(self, what: str, log_name: str, module_args: list, port: int, health: str,
                       background: bool = False) -> dict:
         """Start a detached helper process (``python -m MODULE ... --port P``) and wait until ``health`` answers."""
+        return self.wait_helper(self.spawn_helper(what, log_name, module_args, port, health, background))
+
+    def spawn_helper(self, what: str, log_name: str, module_args: list, port: int, health: str,
+                     background: bool = False) -> dict:
+        """Start a detached helper process without waiting (:meth:`wait_helper` waits)."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = self.logs / log_name
         with open(log, "ab") as output:
             process = subprocess.Popen([sys.executable, "-m", *module_args, "--port", str(port)], stdout=output,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                        preexec_fn=background_priority if background else None)
+        return {"what": what, "process": process, "port": port, "health": health, "log": log,
+                "started": time.monotonic()}
+
+    def wait_helper(self, pending: dict, timeout: float = 60.0) -> dict:
+        """Wait until a spawned helper answers its health check; stop it and raise when it does not."""
+        process, log, port = pending["process"], pending["log"], pending["port"]
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = pending["started"] + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise PlaneError(f"{what} exited with code {process.returncode} (log: {log})")
+                raise PlaneError(f"{pending['what']} exited with code {process.returncode} (log: {log})")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}{health}", timeout=1).status_code == 200:
+                if httpx.get(f"{url}{pending['health']}", timeout=1).status_code == 200:
                     return {"pid": process.pid, "port": port, "url": url, "log": str(log)}
             time.sleep(0.1)
         terminate(process.pid)
-        raise PlaneError(f"{what} did not answer on port {port} within 60 s (log: {log})")
+        raise PlaneError(f"{pending['what']} did not answer on port {port} within {timeout:.0f} s (log: {log})")
 
     def start_revision(self, revision: str, container_args: list, background: bool = False) -> dict:
         """Start one revision's predictor and wait until it is ready (its model loaded).
@@ -189,6 +207,20 @@ class LocalPlane:
             raise PlaneError(f"revision {revision} did not become ready: {error}"
                              f"{': ' + tail[0] if tail else ''} (log: {log})") from error
         return {"pid": process.pid, "port": port, "args": container_args, "log": str(log)}
+
+    def spawn_detector(self, revision: str, version: str, settings: dict) -> dict:
+        """Start the drift detector beside one revision (``reelops detector serve``, in the
+        background: a sidecar must never slow its predictor's callers); :meth:`wait_helper`
+        waits for it (it loads while the predictor loads).
+
+        ``settings``: ``label_wait`` (seconds), ``retrain_command`` (or None).
+        """
+        args = ["reelops.cli", "detector", "serve", "--model-version", str(version),
+                "--label-wait", str(settings.get("label_wait", 30.0))]
+        if settings.get("retrain_command"):
+            args += ["--retrain-command", settings["retrain_command"]]
+        return self.spawn_helper(f"the drift detector of {revision}", f"{revision}-detector.log", args, free_port(),
+                                 "/health", background=True)
 
     def start_comparator(self, shadow_port: int, name: str) -> dict:
         """Start the shadow comparator (``reelops shadow``) against a shadow predictor, in the background."""
@@ -217,14 +249,14 @@ class LocalPlane:
         if stopped:
             time.sleep(DRAIN_SECONDS)
         for revision in stopped:
-            terminate(state["processes"].pop(revision)["pid"])
+            stop_revision(state["processes"].pop(revision))
         return stopped
 
     def stop_all(self, state: dict) -> list:
         stopped = []
         terminate(state["router"]["pid"])
         for revision, process in state["processes"].items():
-            terminate(process["pid"])
+            stop_revision(process)
             stopped.append(revision)
         return stopped + self.stop_shadow(state)
 

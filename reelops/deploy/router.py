@@ -91,6 +91,8 @@ class Router:
         self.backends, self.routes = backends, state.get("routes", [])
         comparator = (state.get("shadow") or {}).get("comparator")
         self.event_logger.url = f"{comparator['url']}/" if comparator else None
+        self.event_logger.detectors = {name: f"{p['detector']['url']}/" for name, p in state.get("processes", {}).items()
+                                       if p.get("detector")}
         self.event_logger.inference_service = state.get("service", {}).get("name", "movie-recommender")
         self.state_mtime = mtime
 
@@ -111,8 +113,13 @@ class Router:
         try:
             async with self.session.get(f"{backend['url']}/v2/health/ready", timeout=ClientTimeout(total=0.5)) as answer:
                 self.ready[name] = answer.status == 200
-        except (ClientConnectionError, asyncio.TimeoutError):
+        except ClientConnectionError:
             self.ready[name] = False
+        except asyncio.TimeoutError:
+            # Slow is not down: a predictor busy at its limit answers its probe late, and taking
+            # the only revision out of service then turned load into 503s. A revision that was
+            # never ready stays out until it answers.
+            self.ready.setdefault(name, False)
 
     # ------------------------------------------------------------------ choosing a revision
 
@@ -166,8 +173,8 @@ class Router:
         self._answered(revision, status).inc()
         if status < 400:
             self._remember(request_id, revision, route["version"])
-            if status == 200 and self.event_logger.url is not None and request.path.endswith(":predict"):
-                self.event_logger.log(request_id, body, content, requested_at, time.time())
+            if status == 200 and self.event_logger.active and request.path.endswith(":predict"):
+                self.event_logger.log(request_id, body, content, requested_at, time.time(), revision)
         response = web.Response(body=content, status=status, headers={
             "X-Request-Id": request_id, "X-Reelops-Revision": revision})
         if content_type:
@@ -195,6 +202,8 @@ class Router:
             self.feedback.reject(error.reason)
             return _error(400, str(error))
         recorded = [self.feedback.record(entry, self.served.get(entry.get("request_id") or "")) for entry in entries]
+        for entry, kept in zip(entries, recorded):
+            self.event_logger.log_feedback(entry, kept["revision"])
         return web.json_response({"accepted": len(recorded), "attributed": sum(1 for r in recorded if r["revision"])})
 
     async def metrics(self, request: web.Request) -> web.Response:

@@ -33,14 +33,15 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections import OrderedDict, deque
+import uuid
+from collections import deque
 
+from reelops.deploy.events import BATCH_CONTENT_TYPE, EventIntake, event_sink_app
+from reelops.deploy.feedback import FEEDBACK_EVENT_TYPE
 from reelops.serving.payload_logger import REQUEST_TYPE, RESPONSE_TYPE
 
 WINDOW = 200
 KEEP_WINDOWS = 50
-MAX_UNPAIRED = 10_000
-BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 # Events the router sends in one batch at most.
 MAX_BATCH = 256
 
@@ -149,7 +150,8 @@ class Comparator:
         self.batch, self.latency_every, self.linger = batch, latency_every, linger
         self.replayed = 0
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
-        self.unpaired: OrderedDict = OrderedDict()  # ce-id -> the first of its two events
+        self.intake = EventIntake(self._queue_pair, lambda reason, count: self._drop(reason, count=count),
+                                  self._count_event)
         self.window = Window(1)
         self.windows: deque = deque(maxlen=KEEP_WINDOWS)
         self.totals = {"events": 0, "compared": 0, "dropped": {}, "shadow_errors": {}}
@@ -180,55 +182,17 @@ class Comparator:
         """One logger event (binary mode, as KServe's logger sends), or a batch of them
         (``application/cloudevents-batch+json``, as the local plane's router sends); returns
         ``(status, message)`` for the HTTP answer."""
-        if (headers.get("content-type") or "").split(";")[0].strip() == BATCH_CONTENT_TYPE:
-            return self._take_batch(body)
-        from cloudevents.http import from_http
+        return self.intake.take(headers, body)
 
-        try:
-            event = from_http(headers, body)
-        except Exception as error:  # noqa: BLE001 - the SDK raises several types for one bad event
-            self._drop("bad_event")
-            return 400, f"not a CloudEvent: {' '.join(str(error).split())[:200]}"
-        return self._take_event(event["type"], event["id"], body, event.get("time"))
-
-    def _take_batch(self, body: bytes) -> tuple:
-        try:
-            events = json.loads(body)
-            if not isinstance(events, list):
-                raise ValueError("not a list")
-        except ValueError as error:
-            self._drop("bad_event")
-            return 400, f"not a CloudEvents batch (a JSON list of events): {error}"
-        for index, event in enumerate(events):
-            if not isinstance(event, dict) or not all(key in event for key in ("id", "type", "data")):
-                self._drop("bad_event")
-                return 400, f"batch[{index}]: an event needs id, type and data"
-            status, message = self._take_event(event["type"], str(event["id"]), json.dumps(event["data"]).encode(),
-                                               event.get("time"))
-            if status >= 300:
-                return status, f"batch[{index}]: {message}"
-        return 202, "accepted"
-
-    def _take_event(self, kind: str, event_id: str, body: bytes, stamp) -> tuple:
-        if kind not in (REQUEST_TYPE, RESPONSE_TYPE):
-            self._drop("bad_event")
-            return 400, f"ce-type: expected {REQUEST_TYPE} or {RESPONSE_TYPE}, got {kind!r}"
+    def _count_event(self, kind: str) -> None:
         self.totals["events"] += 1
-        self.events.labels(type=kind.rsplit(".", 1)[-1]).inc()
-        other = self.unpaired.pop(event_id, None)
-        mine = {"type": kind, "body": body, "time": _seconds(stamp)}
-        if other is None or other["type"] == kind:
-            self.unpaired[event_id] = mine
-            if len(self.unpaired) > MAX_UNPAIRED:  # a response that never came: forget the oldest
-                self.unpaired.popitem(last=False)
-                self._drop("unpaired")
-            return 202, "accepted"
-        request, response = (mine, other) if kind == REQUEST_TYPE else (other, mine)
+        self.events.labels(type=kind).inc()
+
+    def _queue_pair(self, event_id: str, request: dict, response: dict) -> None:
         try:
             self.queue.put_nowait((request, response))
         except asyncio.QueueFull:
             self._drop("queue_full")
-        return 202, "accepted"
 
     # ------------------------------------------------------------------ replaying
 
@@ -321,55 +285,29 @@ class Comparator:
     def status(self) -> dict:
         """The report: totals, the windows so far (newest last) and the window being filled."""
         return {"shadow_url": self.shadow_url, "window_size": self.window_size, "queued": self.queue.qsize(),
-                "unpaired": len(self.unpaired), **self.totals, "windows": list(self.windows),
+                "unpaired": len(self.intake.unpaired), **self.totals, "windows": list(self.windows),
                 "current": self.window.summary()}
-
-
-def _seconds(stamp) -> float | None:
-    if not stamp:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def build_app(comparator: Comparator):
     """The comparator as an aiohttp application: ``POST /`` events, ``/metrics``, ``/shadow/status``, ``/health``."""
-    from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
-    app = web.Application(client_max_size=8 << 20)
+    app = event_sink_app(comparator, "/shadow/status")
+    workers: list = []
 
     async def start(app):
         comparator.session = ClientSession(connector=TCPConnector(limit=0),
                                            timeout=ClientTimeout(total=comparator.timeout))
-        app["workers"] = [asyncio.create_task(comparator.work()) for _ in range(comparator.workers)]
+        workers.extend(asyncio.create_task(comparator.work()) for _ in range(comparator.workers))
 
     async def stop(app):
-        for task in app["workers"]:
+        for task in workers:
             task.cancel()
         await comparator.session.close()
 
-    async def events(request):
-        status, message = comparator.take(request.headers, await request.read())
-        return web.json_response({"status": message} if status < 300 else {"error": message}, status=status)
-
-    async def metrics(request):
-        return web.Response(body=generate_latest(comparator.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def status(request):
-        return web.json_response(comparator.status())
-
-    async def health(request):
-        return web.json_response({"ok": True})
-
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
-    app.router.add_post("/", events)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/shadow/status", status)
-    app.router.add_get("/health", health)
     return app
 
 
@@ -387,15 +325,21 @@ def serve_comparator(shadow_url: str, port: int, host: str = "127.0.0.1", name: 
 
 class EventLogger:
     """What KServe's logger does, for the local plane's router: each answered request becomes two
-    CloudEvents for ``url``, queued (bounded) and sent by a background task in batches
-    (structured mode, ``application/cloudevents-batch+json``: one POST per batch keeps the
-    router's own work per request small); a full queue or a failed post drops the events and
-    counts them (``reelops_router_logger_events_total{outcome}``)."""
+    CloudEvents, queued (bounded) and sent by a background task in batches (structured mode,
+    ``application/cloudevents-batch+json``: one POST per batch keeps the router's own work per
+    request small); a full queue or a failed post drops the events and counts them
+    (``reelops_router_logger_events_total{outcome}``).
+
+    Two kinds of destination: the shadow comparator (``url``) takes every answer; the drift
+    detector of a revision (``detectors[revision]``) takes the answers of its revision and the
+    feedback on them (``org.reelops.feedback`` events; a rating no request id attributes goes to
+    every detector), as the logger of each KServe predictor posts to its own sidecar."""
 
     def __init__(self, registry, inference_service: str, max_queue: int = 2000):
         from prometheus_client import Counter
 
         self.url: str | None = None
+        self.detectors: dict = {}  # revision -> the URL of its drift detector
         self.inference_service = inference_service
         self.queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self.outcomes = Counter("reelops_router_logger_events", "Logger events, by outcome", ["outcome"],
@@ -408,47 +352,74 @@ class EventLogger:
             child = self._children[outcome] = self.outcomes.labels(outcome=outcome)
         child.inc(by)
 
+    @property
+    def active(self) -> bool:
+        return self.url is not None or bool(self.detectors)
+
     def log(self, request_id: str, request_body: bytes, response_body: bytes, requested_at: float,
-            answered_at: float) -> None:
+            answered_at: float, revision: str = "") -> None:
         """Queue one request/response pair (never waits)."""
-        if self.url is None:
+        if self.url is None and revision not in self.detectors:
             return
         try:
-            self.queue.put_nowait((request_id, request_body, response_body, requested_at, answered_at))
+            self.queue.put_nowait((request_id, request_body, response_body, requested_at, answered_at, revision))
         except asyncio.QueueFull:
             self._count("dropped_queue_full", 2)
 
-    def _event(self, kind: str, request_id: str, body: bytes, at: float) -> bytes:
+    def log_feedback(self, entry: dict, revision: str) -> None:
+        """Queue one accepted rating for the detector of the revision that served it (every
+        detector when no request id attributes it)."""
+        if not self.detectors:
+            return
+        try:
+            self.queue.put_nowait((None, entry, None, time.time(), None, revision))
+        except asyncio.QueueFull:
+            self._count("dropped_queue_full", 1)
+
+    def _event(self, kind: str, event_id: str, body: bytes, at: float) -> bytes:
         # The body is the JSON the router passed on (a request it forwarded, a 200 answer): it
         # is spliced in as the event's data, not parsed again.
-        head = {"specversion": "1.0", "id": request_id, "type": kind,
+        head = {"specversion": "1.0", "id": event_id, "type": kind,
                 "source": f"http://localhost/v1/models/{self.inference_service}",
                 "time": dt.datetime.fromtimestamp(at, dt.timezone.utc).isoformat(),
                 "inferenceservicename": self.inference_service, "component": "predictor", "endpoint": "default",
                 "datacontenttype": "application/json"}
         return json.dumps(head)[:-1].encode() + b', "data": ' + body + b"}"
 
+    def _batches(self, items: list) -> dict:
+        """Destination URL -> the events of ``items`` it takes."""
+        batches: dict = {}
+        for request_id, request_body, response_body, requested_at, answered_at, revision in items:
+            if request_id is None:  # a rating
+                event = self._event(FEEDBACK_EVENT_TYPE, uuid.uuid4().hex, json.dumps(request_body).encode(),
+                                    requested_at)
+                targets = [self.detectors[revision]] if revision in self.detectors else list(self.detectors.values())
+                for url in targets:
+                    batches.setdefault(url, []).append(event)
+                continue
+            pair = [self._event(REQUEST_TYPE, request_id, request_body, requested_at),
+                    self._event(RESPONSE_TYPE, request_id, response_body, answered_at)]
+            for url in (self.url, self.detectors.get(revision)):
+                if url is not None:
+                    batches.setdefault(url, []).extend(pair)
+        return batches
+
     async def run(self, session) -> None:
         import aiohttp
 
         while True:
-            pairs = [await self.queue.get()]
-            while len(pairs) * 2 < MAX_BATCH and not self.queue.empty():
-                pairs.append(self.queue.get_nowait())
-            url = self.url
-            if url is None:
-                continue
-            events = []
-            for request_id, request_body, response_body, requested_at, answered_at in pairs:
-                events.append(self._event(REQUEST_TYPE, request_id, request_body, requested_at))
-                events.append(self._event(RESPONSE_TYPE, request_id, response_body, answered_at))
-            try:
-                async with session.post(url, data=b"[" + b",".join(events) + b"]",
-                                        headers={"content-type": BATCH_CONTENT_TYPE},
-                                        timeout=aiohttp.ClientTimeout(total=2)) as answer:
-                    await answer.read()
-                    self._count("sent" if answer.status < 300 else f"dropped_http_{answer.status // 100}xx", len(events))
-            except asyncio.TimeoutError:
-                self._count("dropped_timeout", len(events))
-            except aiohttp.ClientError:
-                self._count("dropped_unreachable", len(events))
+            items = [await self.queue.get()]
+            while len(items) * 2 < MAX_BATCH and not self.queue.empty():
+                items.append(self.queue.get_nowait())
+            for url, events in self._batches(items).items():
+                try:
+                    async with session.post(url, data=b"[" + b",".join(events) + b"]",
+                                            headers={"content-type": BATCH_CONTENT_TYPE},
+                                            timeout=aiohttp.ClientTimeout(total=2)) as answer:
+                        await answer.read()
+                        self._count("sent" if answer.status < 300 else f"dropped_http_{answer.status // 100}xx",
+                                    len(events))
+                except asyncio.TimeoutError:
+                    self._count("dropped_timeout", len(events))
+                except aiohttp.ClientError:
+                    self._count("dropped_unreachable", len(events))

@@ -45,6 +45,8 @@ def render(settings: RenderSettings | None = None) -> dict:
     }
     if settings.shadow_storage_uri:
         files["shadow.yaml"] = objects.shadow(settings)
+    if settings.detector_mode == "broker":
+        files["drift-detector.yaml"] = objects.drift_detector_broker(settings) + [monitoring.detector_pod_monitor(settings)]
     return files
 
 

@@ -29,6 +29,8 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheus-operator-prometheusrule-v1.schema.json",
     ("monitoring.coreos.com/v1", "PodMonitor"): "prometheus-operator-podmonitor-v1.schema.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "prometheus-operator-servicemonitor-v1.schema.json",
+    ("eventing.knative.dev/v1", "Broker"): "knative-eventing-broker-v1.schema.json",
+    ("eventing.knative.dev/v1", "Trigger"): "knative-eventing-trigger-v1.schema.json",
 }
 KSERVE_PREFIX = "serving.kserve.io/"
 # Annotation keys KServe reads on its objects (pkg/constants/constants.go and

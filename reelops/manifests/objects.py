@@ -10,7 +10,7 @@ from __future__ import annotations
 from kubernetes import client as k8s
 
 from reelops.cluster import MLFLOW_SECRET, SECRET_ENV, STORAGE_SECRET
-from reelops.manifests.settings import RenderSettings
+from reelops.manifests.settings import BROKER, RenderSettings
 
 # The serve image's non-root user (Dockerfile: useradd --uid 10001).
 RUN_AS = 10001
@@ -21,6 +21,10 @@ DEPLOYER_ACCOUNT = "reelops-deployer"
 # KServe's Serverless mode (Knative) is the one that implements canaryTrafficPercent and tag routes.
 SERVERLESS = "Serverless"
 REST_PORT, GRPC_PORT = 8080, 8081
+# The drift detector's port (``reelops detector serve``): undeclared in a Serverless pod, where
+# only the serving container may declare one; Prometheus scrapes it by number.
+DETECTOR_PORT = 8095
+DETECTOR_SERVICE = "reelops-drift-detector"
 # Where kfp.Client looks for a service-account token in a pod (KF_PIPELINES_SA_TOKEN_PATH's default).
 KFP_TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 # Secret keys a pod cannot do without: their absence must stop the pod from starting (a
@@ -52,8 +56,9 @@ def rbac(settings: RenderSettings) -> list:
     may create runs in Kubeflow Pipelines (multi-user KFP checks these verbs on
     ``pipelines.kubeflow.org`` with a SubjectAccessReview). The deployer (what CD's
     ``reelops deploy --target kserve`` uses) may also create and replace them. The
-    predictor's account holds no role: it reads only its secrets, which arrive as
-    environment variables.
+    predictor's account may create KFP runs and nothing else: its drift-detector sidecar
+    starts the retraining pipeline (a pod has one account, so the sidecar cannot hold the
+    scheduler's); its secrets arrive as environment variables.
     """
     accounts = [k8s.V1ServiceAccount(api_version="v1", kind="ServiceAccount",
                                      metadata=_meta(settings, name, component))
@@ -66,6 +71,9 @@ def rbac(settings: RenderSettings) -> list:
         DEPLOYER_ACCOUNT: [k8s.V1PolicyRule(api_groups=["serving.kserve.io"], resources=["inferenceservices"],
                                             verbs=["get", "list", "watch", "create", "update", "patch"])],
         SCHEDULER_ACCOUNT: [k8s.V1PolicyRule(api_groups=["pipelines.kubeflow.org"],
+                                             resources=["pipelines", "pipelines/versions", "experiments", "runs"],
+                                             verbs=["get", "list", "create"])],
+        PREDICTOR_ACCOUNT: [k8s.V1PolicyRule(api_groups=["pipelines.kubeflow.org"],
                                              resources=["pipelines", "pipelines/versions", "experiments", "runs"],
                                              verbs=["get", "list", "create"])],
     }
@@ -149,18 +157,23 @@ def shadow(settings: RenderSettings) -> list:
                                    initial_delay_seconds=10, period_seconds=10),
         resources=k8s.V1ResourceRequirements(requests={"cpu": "250m", "memory": "256Mi"}, limits={"memory": "1Gi"}),
         security_context=_container_security(), env=_SCRATCH_ENV, volume_mounts=[_SCRATCH_MOUNT])
+    return [isvc, *_event_sink(meta, selector, container, [_SCRATCH_VOLUME])]
+
+
+def _event_sink(meta, selector: dict, container, volumes: list, account: str | None = None) -> list:
+    """A Deployment of one replica and its Service on port 80: a sink of logger events pairs
+    each request's two events, which must reach the same process."""
     deployment = k8s.V1Deployment(
         api_version="apps/v1", kind="Deployment", metadata=meta,
         spec=k8s.V1DeploymentSpec(
-            # One replica: it pairs each request's two events, which must reach the same process.
             replicas=1, selector=k8s.V1LabelSelector(match_labels=selector),
             template=k8s.V1PodTemplateSpec(
                 metadata=k8s.V1ObjectMeta(labels=selector),
                 spec=k8s.V1PodSpec(containers=[container], security_context=_pod_security(),
-                                   volumes=[_SCRATCH_VOLUME]))))
+                                   service_account_name=account, volumes=volumes))))
     service = k8s.V1Service(api_version="v1", kind="Service", metadata=meta, spec=k8s.V1ServiceSpec(
         selector=selector, ports=[k8s.V1ServicePort(name="http", port=80, target_port="http")]))
-    return [isvc, serialize(deployment), serialize(service)]
+    return [serialize(deployment), serialize(service)]
 
 
 def inference_service_object(settings: RenderSettings, protocol: str = "rest", storage_uri: str | None = None,
@@ -212,14 +225,24 @@ def inference_service_object(settings: RenderSettings, protocol: str = "rest", s
                                    initial_delay_seconds=10, period_seconds=10, failure_threshold=3),
         resources=k8s.V1ResourceRequirements(requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}),
         security_context=_container_security(), volume_mounts=[_SCRATCH_MOUNT])
-    # With a shadow rendered, the REST primary's logger sends every request and response to the
-    # comparator (KServe has no traffic mirror; kserve#2978).
-    logger = (kserve.V1beta1LoggerSpec(mode="all", url=settings.comparator_service)
-              if settings.shadow_storage_uri and protocol == "rest" and not settings.name.endswith("-shadow") else None)
+    # The REST primary's logger sends every request and response (KServe's CloudEvents) to the
+    # drift detector beside it over localhost, or to the Broker that delivers them to the shared
+    # detector and the shadow comparator (KServe has one logger URL and no traffic mirror;
+    # kserve#2978).
+    primary = protocol == "rest" and not settings.name.endswith("-shadow")
+    mode = settings.detector_mode if primary else "none"
+    logger_url = {"sidecar": f"http://localhost:{DETECTOR_PORT}/", "broker": settings.broker_url}.get(mode)
+    if logger_url is None and primary and settings.shadow_storage_uri:
+        logger_url = settings.comparator_service
+    containers, volumes = [container], [_SCRATCH_VOLUME]
+    if mode == "sidecar":
+        containers.append(drift_detector_container(settings, model_version, host="0.0.0.0"))
+        volumes.append(_KFP_TOKEN_VOLUME)
     predictor = kserve.V1beta1PredictorSpec(
-        containers=[container], min_replicas=1, max_replicas=4, container_concurrency=16, timeout=30,
-        service_account_name=PREDICTOR_ACCOUNT, volumes=[_SCRATCH_VOLUME],
-        canary_traffic_percent=canary_traffic_percent, logger=logger)
+        containers=containers, min_replicas=1, max_replicas=4, container_concurrency=16, timeout=30,
+        service_account_name=PREDICTOR_ACCOUNT, volumes=volumes,
+        canary_traffic_percent=canary_traffic_percent,
+        logger=kserve.V1beta1LoggerSpec(mode="all", url=logger_url) if logger_url else None)
     service = kserve.V1beta1InferenceService(
         api_version="serving.kserve.io/v1beta1", kind="InferenceService",
         metadata=_meta(settings, name, "predictor", annotations={
@@ -230,6 +253,60 @@ def inference_service_object(settings: RenderSettings, protocol: str = "rest", s
         }),
         spec=kserve.V1beta1InferenceServiceSpec(predictor=predictor))
     return service
+
+
+_KFP_TOKEN_VOLUME = k8s.V1Volume(name="kfp-token", projected=k8s.V1ProjectedVolumeSource(sources=[
+    k8s.V1VolumeProjection(service_account_token=k8s.V1ServiceAccountTokenProjection(
+        path="token", audience="pipelines.kubeflow.org", expiration_seconds=3600))]))
+
+
+def retrain_command(settings: RenderSettings) -> str:
+    """What the detector runs when the retraining policy decides: the training pipeline on KFP."""
+    source = f" --param source={settings.retrain_source}" if settings.retrain_source else ""
+    return (f"reelops pipeline submit training --host {settings.kfp_host} --service-account {PIPELINE_RUNNER}"
+            f"{source} --json")
+
+
+def drift_detector_container(settings: RenderSettings, model_version: str | None = None, host: str = "0.0.0.0"):
+    """The drift detector (``reelops detector serve``, the serve image): the watched version's
+    monitor from the registry, the retraining trigger on KFP (claimed in the registry once for
+    every replica), metrics on :data:`DETECTOR_PORT`."""
+    watched = ["--model-version", str(model_version)] if model_version is not None else [
+        "--model-alias", settings.model_alias]
+    return k8s.V1Container(
+        name="drift-detector", image=settings.serve_image, command=["reelops"],
+        args=["detector", "serve", *watched, "--host", host, "--port", str(DETECTOR_PORT),
+              "--retrain-command", retrain_command(settings)],
+        env=secret_env(MLFLOW_SECRET) + _SCRATCH_ENV,
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "100m", "memory": "512Mi"}, limits={"memory": "1Gi"}),
+        security_context=_container_security(),
+        volume_mounts=[k8s.V1VolumeMount(name="kfp-token", mount_path=KFP_TOKEN_DIR, read_only=True), _SCRATCH_MOUNT])
+
+
+def drift_detector_broker(settings: RenderSettings) -> list:
+    """The shared-detector variant: a Knative Broker the predictors' loggers post to, a Trigger
+    delivering the inference events to one detector (a Deployment of one replica: a request's
+    two events must meet in one process) and, with a shadow, a Trigger to its comparator."""
+    selector = {"app.kubernetes.io/name": "drift-detector", "app.kubernetes.io/part-of": "reelops"}
+    container = drift_detector_container(settings)
+    container.ports = [k8s.V1ContainerPort(container_port=DETECTOR_PORT, name="http")]
+    container.readiness_probe = k8s.V1Probe(http_get=k8s.V1HTTPGetAction(path="/health", port="http"), period_seconds=5)
+    sink = _event_sink(_meta(settings, DETECTOR_SERVICE, "drift-detector"), selector, container,
+                       [_KFP_TOKEN_VOLUME, _SCRATCH_VOLUME], account=PREDICTOR_ACCOUNT)
+    broker = {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+              "metadata": {"name": BROKER, "namespace": settings.namespace, "labels": settings.labels("events")}}
+
+    def trigger(name: str, service_name: str) -> dict:
+        return {"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+                "metadata": {"name": name, "namespace": settings.namespace, "labels": settings.labels("events")},
+                "spec": {"broker": BROKER,
+                         "filter": {"attributes": {"inferenceservicename": settings.name}},
+                         "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": service_name}}}}
+
+    documents = [broker, trigger(DETECTOR_SERVICE, DETECTOR_SERVICE), *sink]
+    if settings.shadow_storage_uri:
+        documents.insert(2, trigger("reelops-shadow-comparator", "reelops-shadow-comparator"))
+    return documents
 
 
 def mlflow_server(settings: RenderSettings) -> list:

@@ -8,6 +8,8 @@ from reelops import buildinfo
 from reelops.registry import MODEL_NAME, PRODUCTION
 
 PART_OF = "reelops"
+DRIFT_DETECTOR_MODES = ("sidecar", "broker", "none")
+BROKER = "reelops-inference-events"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,13 @@ class RenderSettings:
         error_ratio: the share of failed requests above which an alert fires.
         shadow_storage_uri: a model version to run as the shadow (``shadow.yaml``: its own
             InferenceService, the comparator, and the primary's logger pointed at it); none when empty.
+        drift_detector: where the online drift detector runs: ``sidecar`` (a second container
+            in each predictor pod, its logger posting over localhost), ``broker`` (one shared
+            detector behind a Knative Broker and Trigger, ``drift-detector.yaml``) or ``none``.
+            A shadow needs the primary's one logger too: with a shadow, ``sidecar`` renders
+            as ``broker`` (the broker delivers the events to both).
+        retrain_source: the data source the detector's retraining run trains on (the training
+            pipeline's ``source`` parameter; its default when empty).
     """
 
     namespace: str = "reelops"
@@ -43,6 +52,23 @@ class RenderSettings:
     latency_p95_seconds: float = 0.25
     error_ratio: float = 0.01
     shadow_storage_uri: str = ""
+    drift_detector: str = "sidecar"
+    retrain_source: str = ""
+
+    def __post_init__(self):
+        if self.drift_detector not in DRIFT_DETECTOR_MODES:
+            raise ValueError(f"drift_detector must be one of {', '.join(DRIFT_DETECTOR_MODES)}, "
+                             f"got {self.drift_detector!r}")
+
+    @property
+    def detector_mode(self) -> str:
+        """The detector's placement as rendered (a shadow turns ``sidecar`` into ``broker``)."""
+        return "broker" if self.drift_detector == "sidecar" and self.shadow_storage_uri else self.drift_detector
+
+    @property
+    def broker_url(self) -> str:
+        """The ingress of the Broker the predictor's logger posts to in ``broker`` mode."""
+        return f"http://broker-ingress.knative-eventing.svc.cluster.local/{self.namespace}/{BROKER}"
 
     def labels(self, component: str) -> dict:
         """The recommended ``app.kubernetes.io`` labels of one component."""

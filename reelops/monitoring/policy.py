@@ -47,6 +47,8 @@ class Decision:
     data_time: int | None = None
     alarm_windows: int = 0
     new_labels: int = 0
+    # The last trigger the decision saw (the compare of the registry's compare-and-set).
+    last_trigger_data_time: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,7 +112,7 @@ def decide(findings: list, new_labels: int, data_time: int, policy: RetrainingPo
                        f"(cooldown {policy.cooldown_seconds / 86_400:g} days)")
         wanted = False
     decision = Decision(retrain=wanted, reasons=reasons, data_time=int(data_time), alarm_windows=len(alarms),
-                        new_labels=int(new_labels))
+                        new_labels=int(new_labels), last_trigger_data_time=last)
     if wanted:
         decision.reasons.append("retrain: drift confirmed, enough new labels, no cooldown")
         if record:

@@ -8,7 +8,13 @@ the answer's ``X-Request-Id`` after ``feedback_delay`` seconds, in batches (what
 event pipeline does). Requests leave on a fixed schedule (open loop: a slow server does not
 slow the arrivals), at most ``max_in_flight`` at once.
 
-Used by the canary and shadow benchmarks, their tests, and ``reelops run``.
+With ``mode="ratings"`` the replay follows the world's own ratings instead, in time order from
+``start``: each rating ``(u, m, r, t)`` is a request for ``u``'s predicted rating of ``m`` (the
+movie page a user opens, with the user's demographics as a site's profile sends them), and
+``r`` reaches ``/v1/feedback`` with the request id and the rating's time ``t``. What the
+drift detector sees is then exactly the world's stream of ratings (its benchmark and tests).
+
+Used by the canary, shadow and online-detector benchmarks, their tests, and ``reelops run``.
 """
 
 from __future__ import annotations
@@ -57,19 +63,25 @@ class TrafficReplay:
         k: recommendations per request.
         name: the model name in the URL.
         max_in_flight: requests waiting at once; further arrivals are skipped and counted.
+        mode: ``recommend`` (top-k requests, feedback on one recommended movie) or ``ratings``
+            (the world's ratings as rating requests and their feedback).
     """
 
     def __init__(self, url: str, world, rate: float, start: int | None = None, seed: int = 0, feedback: bool = True,
-                 feedback_delay: float = 0.5, k: int = 10, name: str = "movie-recommender", max_in_flight: int = 256):
+                 feedback_delay: float = 0.5, k: int = 10, name: str = "movie-recommender", max_in_flight: int = 256,
+                 mode: str = "recommend"):
         if rate <= 0:
             raise ValueError(f"rate must be positive, got {rate}")
+        if mode not in ("recommend", "ratings"):
+            raise ValueError(f"mode must be recommend or ratings, got {mode!r}")
         self.url, self.world, self.rate = url.rstrip("/"), world, float(rate)
         self.start = int(world.onset if start is None else start)
         self.rng = np.random.default_rng([seed, 77])
         self.feedback, self.feedback_delay, self.k, self.name = feedback, feedback_delay, k, name
         self.max_in_flight = max_in_flight
         self.stats = ReplayStats()
-        self._users = self._user_stream()
+        self.mode = mode
+        self._users = self._user_stream() if mode == "recommend" else self._rating_stream()
         self._stop = threading.Event()
         self._draining = False  # every request answered: the feedback sender sends the rest and ends
         self._thread: threading.Thread | None = None
@@ -82,6 +94,18 @@ class TrafficReplay:
             chunk = self.world.request_stream(at, at + day)
             yield from zip(chunk["user_id"].tolist(), chunk["timestamp"].tolist())
             at += day
+
+    def _rating_stream(self):
+        """The world's ratings from ``start`` on, in time order: ``(user, timestamp, movie, rating, profile)``."""
+        ratings = self.world.generate()["ratings"]
+        ratings = ratings[ratings["timestamp"] >= self.start].sort_values(["timestamp", "user_id", "movie_id"],
+                                                                           kind="stable")
+        users = self.world.users_frame()
+        profiles = {int(u): {"age": int(a), "gender": str(g), "occupation": str(o)}
+                    for u, a, g, o in zip(users["user_id"], users["age"], users["gender"], users["occupation"])}
+        for user, movie, rating, stamp in zip(ratings["user_id"].tolist(), ratings["movie_id"].tolist(),
+                                              ratings["rating"].tolist(), ratings["timestamp"].tolist()):
+            yield user, stamp, movie, float(rating), profiles[int(user)]
 
     # ------------------------------------------------------------------ running
 
@@ -117,12 +141,14 @@ class TrafficReplay:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                user, timestamp = next(self._users)
+                item = next(self._users, None)
+                if item is None:  # the world's ratings ran out
+                    break
                 sent += 1
                 if len(tasks) >= self.max_in_flight:
                     self.stats.skipped += 1
                     continue
-                task = asyncio.create_task(self._one(session, user, timestamp, pending_feedback))
+                task = asyncio.create_task(self._one(session, item, pending_feedback))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             if tasks:
@@ -130,11 +156,15 @@ class TrafficReplay:
             self._draining = True
             await sender
 
-    async def _one(self, session, user: int, timestamp: int, pending_feedback: list) -> None:
+    async def _one(self, session, item: tuple, pending_feedback: list) -> None:
         import aiohttp
 
+        user, timestamp = item[0], item[1]
         request_id = uuid.uuid4().hex
-        body = {"instances": [{"user_id": int(user), "k": self.k}]}
+        if self.mode == "ratings":
+            body = {"instances": [{"user_id": int(user), "movie_id": int(item[2]), **item[4]}]}
+        else:
+            body = {"instances": [{"user_id": int(user), "k": self.k}]}
         sent_at = time.time()
         began = time.perf_counter()
         try:
@@ -147,6 +177,10 @@ class TrafficReplay:
             self.stats.records.append([sent_at, time.perf_counter() - began, 0, None])
             return
         if payload is None or not self.feedback:
+            return
+        if self.mode == "ratings":
+            pending_feedback.append((time.monotonic() + self.feedback_delay, user, item[2], timestamp, request_id,
+                                     item[3]))
             return
         movies = [m for m in payload["predictions"][0]["movie_ids"] if m is not None and m > 0]
         if movies:
@@ -168,7 +202,11 @@ class TrafficReplay:
                 users = np.array([e[1] for e in due])
                 movies = np.array([e[2] for e in due])
                 stamps = np.array([e[3] for e in due])
-                ratings = self.world.rating(users, movies, stamps)
+                # The oracle rates a recommended movie; a replayed rating keeps its own value.
+                ratings = np.array([e[5] if len(e) > 5 else np.nan for e in due])
+                asked = np.isnan(ratings)
+                if asked.any():
+                    ratings[asked] = self.world.rating(users[asked], movies[asked], stamps[asked])
                 body = [{"user_id": int(u), "movie_id": int(m), "rating": float(r), "request_id": e[4],
                          "timestamp": float(t)} for u, m, r, t, e in zip(users, movies, ratings, stamps, due)]
                 try:
@@ -184,3 +222,38 @@ class TrafficReplay:
             if stopping:
                 return
             await asyncio.sleep(0.1)
+
+
+def logged_events(ratings, profiles: dict | None = None, name: str = "movie-recommender", at: float | None = None) -> tuple:
+    """What the ratings replay makes a predictor's logger send, without a predictor: for each
+    rating, the request and response CloudEvents (structured mode, as dictionaries) and the
+    feedback entry with its request id. For checking the detector offline against online and
+    for measuring its intake.
+
+    Args:
+        ratings: rows (user_id, movie_id, rating, timestamp) in the order they are replayed.
+        profiles: user id -> ``{"age", "gender", "occupation"}`` sent with each request.
+        name: the InferenceService name.
+        at: the events' time (Unix seconds; now by default).
+
+    Returns:
+        ``(events, feedback)``: two events per rating, one feedback entry per rating.
+    """
+    import datetime as dt
+
+    stamp = dt.datetime.fromtimestamp(time.time() if at is None else at, dt.timezone.utc).isoformat()
+    events, feedback = [], []
+    head = {"specversion": "1.0", "source": f"http://localhost/v1/models/{name}", "time": stamp,
+            "inferenceservicename": name, "datacontenttype": "application/json"}
+    for index, (user, movie, rating, timestamp) in enumerate(zip(ratings["user_id"].tolist(), ratings["movie_id"].tolist(),
+                                                                 ratings["rating"].tolist(),
+                                                                 ratings["timestamp"].tolist())):
+        request_id = f"replay-{index}"
+        instance = {"user_id": int(user), "movie_id": int(movie), **((profiles or {}).get(int(user)) or {})}
+        events.append({**head, "id": request_id, "type": "org.kubeflow.serving.inference.request",
+                       "data": {"instances": [instance]}})
+        events.append({**head, "id": request_id, "type": "org.kubeflow.serving.inference.response",
+                       "data": {"predictions": [{"user_id": int(user), "movie_id": int(movie), "rating": 3.5}]}})
+        feedback.append({"user_id": int(user), "movie_id": int(movie), "rating": float(rating),
+                         "request_id": request_id, "timestamp": int(timestamp)})
+    return events, feedback
