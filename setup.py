@@ -54,7 +54,7 @@ setup(
         "reelops.components": "components",
         "reelops.pipelines": "pipelines",
     },
-    # The CRD schemas the manifest check validates against (KServe, Prometheus Operator).
+    # The CRD schemas the manifest check validates against (KServe, Prometheus Operator, Knative Eventing).
     package_data={"reelops.pipelines": ["golden/*.yaml"], "reelops.manifests": ["schemas/*.json", "schemas/README.md"]},
     install_requires=[
         "kfp==2.17.3",

@@ -106,14 +106,20 @@ def models(tmp_path_factory):
     simulate("none", seed=11, out=root / "world", n_users=300, n_movies=400)
     version = ingest(root / "world", store=root / "datasets").version
     data = root / "datasets" / version
-    for index, epochs in ((1, 8), (2, 10), (3, 12), (4, None)):
-        if epochs is None:
-            train(data, root / f"m{index}", algorithm="random")
-        else:
-            train(data, root / f"m{index}", parameters={"epochs": epochs})
-        if index < 3:
-            reelops(workspace, "gate", "--model-dir", str(root / f"m{index}"), "--data", str(data))
-        reelops(workspace, "registry", "register", str(root / f"m{index}"))
+    from reelops import registry
+    from reelops.gate import Thresholds, run_gate
+
+    # Set up in this process (gate and register are tested in their own processes elsewhere).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REELOPS_WORKSPACE", str(workspace))
+        for index, epochs in ((1, 8), (2, 10), (3, 12), (4, None)):
+            if epochs is None:
+                train(data, root / f"m{index}", algorithm="random")
+            else:
+                train(data, root / f"m{index}", parameters={"epochs": epochs})
+            if index < 3:
+                run_gate(root / f"m{index}", data, Thresholds())
+            registry.register(root / f"m{index}")
     yield workspace
     reelops(workspace, "deploy", "stop", check=False)
 

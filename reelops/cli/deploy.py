@@ -156,11 +156,20 @@ def render_detectors(revisions: list) -> None:
             rows.append([r["revision"], r["version"], "NOT running" if not detector.get("running") else "no answer",
                          "-", "-", "-", "-"])
             continue
-        decision = detector.get("decision") or {}
         verdicts = ", ".join(f"{k} {v}" for k, v in detector["verdicts"].items()) or "-"
         dropped = sum(detector["dropped"].values())
+        retrain = detector.get("retrain")
+        if retrain:
+            trigger = retrain.get("trigger") or {}
+            decided = f"RETRAIN after window {retrain['window']}" + (
+                " (run started)" if trigger.get("started") else " (claimed elsewhere)" if trigger else "")
+        elif detector.get("decision"):
+            cooling = any("cooldown" in reason for reason in detector["decision"]["reasons"])
+            decided = "keep (in cooldown after a retrain)" if cooling else "keep"
+        else:
+            decided = "-"
         rows.append([r["revision"], r["version"], f"{detector['interactions']:,}", detector["windows_judged"], verdicts,
-                     f"{dropped:,}", ("RETRAIN" if decision.get("retrain") else "keep") if decision else "-"])
+                     f"{dropped:,}", decided])
     if rows:
         print_table(rows, ["revision", "version", "interactions", "windows", "verdicts", "dropped", "decision"],
                     title="drift detectors")

@@ -318,7 +318,7 @@ def _detector_report(detector: dict | None) -> dict | None:
             return report
         latest = full.get("latest") or {}
         report.update({key: full[key] for key in ("windows_judged", "verdicts", "interactions", "backlog_rows",
-                                                  "dropped", "decision")})
+                                                  "dropped", "decision", "retrain")})
         report["latest_verdict"] = latest.get("verdict")
     return report
 

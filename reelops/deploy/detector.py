@@ -196,6 +196,8 @@ class DriftDetector:
                                        ["model_version"], registry=self.registry)
         self._labels = labels
         self.metric_backlog.set_function(lambda: len(self.windows.rows))
+        Gauge("reelops_detector_unpaired_events", "Logger events waiting for the other event of their request",
+              registry=self.registry).set_function(lambda: len(self.intake.unpaired))
         self.metric_retrain_decision = Gauge("reelops_detector_retrain_decided",
                                              "1 once the policy decided to retrain the watched version",
                                              ["model_version"], registry=self.registry)
@@ -423,13 +425,15 @@ class RetrainTrigger:
         from reelops import registry
 
         code = self.process.wait()
-        text = log_path.read_text(encoding="utf-8", errors="replace")
         answer = {}
-        start = text.rfind("\n{")
-        try:
-            answer = json.loads(text[start + 1 if start >= 0 else 0:])
-        except ValueError:
-            pass
+        # The command's --json answer is its last line that is a JSON object.
+        for line in reversed(log_path.read_text(encoding="utf-8", errors="replace").splitlines()):
+            if line.startswith("{"):
+                try:
+                    answer = json.loads(line)
+                    break
+                except ValueError:
+                    continue
         registry.record_retrain_run(claim, {"exit_code": code, "run_id": answer.get("run_id") or answer.get("run_dir"),
                                             "result": answer})
 

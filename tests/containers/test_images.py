@@ -6,7 +6,7 @@
   (moto) on 127.0.0.1 with the variables a pod gets from its secrets, and registers a version
   whose lineage names the image and its local id;
 - the `serve` image serves that registered version (fetched from the tracking server and the
-  bucket) and answers V1, V2 and gRPC.
+  bucket) and answers V1, V2 and gRPC, and runs the drift detector on it as the sidecar does.
 
 Skipped, with the reason, where no engine can run containers (no root for podman, no Docker
 engine); never replaced by something that does not run the images.
@@ -180,3 +180,53 @@ def test_the_serve_image_answers_v1_v2_and_grpc(served):
 
     outputs = {o.name: o for o in asyncio.run(call()).outputs}
     assert outputs["movie_ids"].as_numpy()[:, :5].tolist() == [a["movie_ids"] for a in v1]
+
+
+def test_the_serve_image_runs_the_drift_detector_as_the_sidecar_does(engine, trained, services):
+    """`reelops detector serve` in the serve image, as the rendered sidecar runs it (read-only
+    root filesystem, /tmp writable, the registry from the tracking server): it loads the
+    version's monitor, takes a batch of logger events and the feedback, and reports them."""
+    import httpx
+
+    from reelops.manifests.objects import SCRATCH_ENVIRONMENT
+
+    port = free_port()
+    name = f"reelops-detector-test-{os.getpid()}"
+    environment = [item for key, value in {**services, **SCRATCH_ENVIRONMENT}.items() for item in ("-e", f"{key}={value}")]
+    subprocess.run([engine["name"], "run", "-d", "--name", name, *environment, "--network", "host",
+                    "--read-only", "--tmpfs", "/tmp:rw,mode=1777", engine["images"]["serve"]["name"],
+                    "reelops", "detector", "serve", "--model-alias", "production", "--host", "127.0.0.1",
+                    "--port", str(port)], env=engine["env"], check=True, capture_output=True, timeout=300)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the detector did not answer within 300 s"
+            time.sleep(1)
+        head = {"specversion": "1.0", "source": "http://localhost/v1/models/movie-recommender"}
+        events = []
+        for index in range(20):
+            request = {"instances": [{"user_id": 1 + index, "movie_id": 50 + index}]}
+            events += [{**head, "id": f"r{index}", "type": "org.kubeflow.serving.inference.request", "data": request},
+                       {**head, "id": f"r{index}", "type": "org.kubeflow.serving.inference.response",
+                        "data": {"predictions": [{"rating": 3.5}]}}]
+        answer = httpx.post(url, content=json.dumps(events), timeout=30,
+                            headers={"content-type": "application/cloudevents-batch+json"})
+        assert answer.status_code == 202, answer.text
+        feedback = [{"user_id": 1 + i, "movie_id": 50 + i, "rating": 4.0, "request_id": f"r{i}"} for i in range(20)]
+        assert httpx.post(f"{url}/v1/feedback", json=feedback, timeout=30).status_code == 202
+        status = httpx.get(f"{url}/detector/status", timeout=30).json()
+        assert status["model_version"] == "1" and status["interactions"] == 20 and status["feedback"] == 20
+        assert status["dropped"] == {} and status["backlog_rows"] == 20
+        assert "reelops_detector_events_total" in httpx.get(f"{url}/metrics", timeout=30).text
+    except Exception:
+        logs = subprocess.run([engine["name"], "logs", name], env=engine["env"], capture_output=True, text=True)
+        print((logs.stdout + logs.stderr)[-3000:])
+        raise
+    finally:
+        subprocess.run([engine["name"], "rm", "-f", name], env=engine["env"], capture_output=True, timeout=120)
