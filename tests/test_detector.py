@@ -295,7 +295,6 @@ def test_the_plane_watches_each_revision_retrains_once_and_survives_losing_its_d
     workspace, world, marker = registered["workspace"], registered["world"], tmp_path / "runs.txt"
     stream, profiles = world_after_onset(world, before=0, after=4000)
     events, feedback = logged_events(stream, profiles)
-    reelops(workspace, "deploy", "stop")
     second, url_b = start_detector(workspace, marker, tmp_path / "b.log", wait=False)  # loads while the plane starts
     restarted = None
     try:

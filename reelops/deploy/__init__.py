@@ -248,7 +248,9 @@ def _start_revision(plane: LocalPlane, settings: dict, revision: str, version: s
         raise
     if detector:
         try:
-            process["detector"] = plane.wait_helper(detector)
+            # Loaded beside the predictor in the background class: on a busy machine it may
+            # need longer than a helper's minute.
+            process["detector"] = plane.wait_helper(detector, timeout=180.0)
         except PlaneError:
             terminate(process["pid"])
             raise

@@ -434,8 +434,9 @@ class RetrainTrigger:
                     break
                 except ValueError:
                     continue
+        # The run's identity, not its whole answer (a registry tag holds a few thousand characters).
         registry.record_retrain_run(claim, {"exit_code": code, "run_id": answer.get("run_id") or answer.get("run_dir"),
-                                            "result": answer})
+                                            "state": answer.get("state")})
 
 
 # ---------------------------------------------------------------------- the server

@@ -172,12 +172,14 @@ class LocalPlane:
         process, log, port = pending["process"], pending["log"], pending["port"]
         url = f"http://127.0.0.1:{port}"
         deadline = pending["started"] + timeout
-        while time.monotonic() < deadline:
+        while True:  # asked at least once: the wait may begin after the deadline (spawned long before)
             if process.poll() is not None:
                 raise PlaneError(f"{pending['what']} exited with code {process.returncode} (log: {log})")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{url}{pending['health']}", timeout=1).status_code == 200:
                     return {"pid": process.pid, "port": port, "url": url, "log": str(log)}
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.1)
         terminate(process.pid)
         raise PlaneError(f"{pending['what']} did not answer on port {port} within {timeout:.0f} s (log: {log})")
