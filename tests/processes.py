@@ -8,8 +8,10 @@ A small launcher process, started from a clean interpreter, forks the measured c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 _LAUNCHER = """
 import json, os, subprocess, sys, tempfile, time
@@ -43,3 +45,12 @@ class Launcher:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+def reelops(workspace: Path, *args, check=True, timeout=300) -> subprocess.CompletedProcess:
+    """One ``reelops`` command in its own process, as a user runs it, in ``workspace``."""
+    done = subprocess.run([sys.executable, "-m", "reelops.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "REELOPS_WORKSPACE": str(workspace)}, cwd=workspace)
+    if check:
+        assert done.returncode == 0, done.stderr + done.stdout
+    return done

@@ -20,6 +20,7 @@ from reelops.deploy.rollout import ServiceState, with_canary
 from reelops.manifests import RenderSettings
 from reelops.manifests.check import document_problems
 from reelops.manifests.objects import inference_service
+from tests.processes import reelops
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADGEN = ROOT / "tests" / "loadgen.py"
@@ -82,14 +83,6 @@ def test_every_step_is_a_valid_inferenceservice():
 
 
 # ------------------------------------------------------------------ the plane, in processes
-
-
-def reelops(workspace: Path, *args, check=True, timeout=300):
-    done = subprocess.run([sys.executable, "-m", "reelops.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "REELOPS_WORKSPACE": str(workspace)}, cwd=workspace)
-    if check:
-        assert done.returncode == 0, done.stderr + done.stdout
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from reelops.monitoring import monitor_dataset
 from reelops.simulate import Scenario, World, WorldConfig
 from reelops.simulate.traffic import logged_events
 
+from .processes import reelops
 from .servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,14 +194,6 @@ def test_a_full_window_waits_for_its_labels_then_is_judged_without_them():
 
 
 # ---------------------------------------------------------------------- processes: trigger and plane
-
-
-def reelops(workspace: Path, *args, check=True, timeout=300):
-    done = subprocess.run([sys.executable, "-m", "reelops.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "REELOPS_WORKSPACE": str(workspace)}, cwd=workspace)
-    if check:
-        assert done.returncode == 0, done.stderr + done.stdout
-    return done
 
 
 @pytest.fixture(scope="module")

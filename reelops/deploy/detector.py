@@ -159,7 +159,7 @@ class DriftDetector:
         self.windows = OnlineWindows(monitor.window_size, label_wait)
         self.lock = threading.Lock()  # intake (event loop) and judging (thread) share the windows
         self.intake = EventIntake(self._take_pair, self._drop, self._count_event,
-                                  other_types={FEEDBACK_EVENT_TYPE: self._take_feedback_event})
+                                  other_types={FEEDBACK_EVENT_TYPE: lambda body: self.take_feedback_body(body)[:2]})
         known = monitor.model.features_.users
         self._known_users = known[["user_id", "age", "gender", "occupation"]].copy()
         self._described: dict = {}  # newcomers' demographics from requests
@@ -167,7 +167,6 @@ class DriftDetector:
         self._users_changed = False
         self.findings: deque = deque(maxlen=KEEP_FINDINGS)
         self.judged = 0
-        self.labels = 0
         self.data_time: int | None = None
         self.decision: dict | None = None  # the policy's answer after the latest window
         self.retrain: dict | None = None  # its latest "retrain" answer, with what the trigger did
@@ -266,7 +265,6 @@ class DriftDetector:
         with self.lock:
             for entry in entries:
                 self.totals["feedback"] += 1
-                self.labels += 1
                 stamp = entry.get("timestamp")
                 key = (entry.get("request_id"), entry["user_id"], entry["movie_id"])
                 if entry.get("request_id") is not None:
@@ -282,14 +280,17 @@ class DriftDetector:
                     self.totals["interactions"] += 1
         self._judge_due()
 
-    def _take_feedback_event(self, body: bytes) -> tuple:
+    def take_feedback_body(self, body: bytes, headers=None) -> tuple:
+        """Feedback as it arrives (``POST /v1/feedback``, or the data of a feedback event);
+        ``(status, message, ratings taken)``: a bad body is refused whole, naming the field,
+        and counted."""
         try:
-            entries = parse_feedback(body, {"content-type": "application/json"})
+            entries = parse_feedback(body, headers or {"content-type": "application/json"})
         except FeedbackError as error:
-            self._count("dropped", f"feedback_{error.reason}")
-            return 400, str(error)
+            self._drop(f"feedback_{error.reason}")
+            return 400, str(error), 0
         self.take_feedback(entries)
-        return 202, "accepted"
+        return 202, "accepted", len(entries)
 
     # ------------------------------------------------------------------ judging
 
@@ -337,12 +338,13 @@ class DriftDetector:
                 self.metric_p.labels(detector=name, feature=feature, **self._labels).set(float(p_value))
             for feature, size in result.sizes.items():
                 self.metric_size.labels(detector=name, feature=feature, **self._labels).set(float(size))
-        decision = decide(list(self.findings), self.labels, self.data_time, self.policy, state=self.state, record=False)
+        decision = decide(list(self.findings), self.totals["feedback"], self.data_time, self.policy, state=self.state,
+                          record=False)
         self.decision = decision.to_dict()
         if decision.retrain:
             self.metric_retrain_decision.labels(**self._labels).set(1)
             if self.trigger is not None:
-                started = self.trigger.fire(self.model_version, decision.to_dict(), self.state)
+                started = self.trigger.fire(self.model_version, dict(self.decision), self.state)
                 self.decision["trigger"] = started
                 if started.get("started"):
                     self.metric_triggers.labels(**self._labels).inc()
@@ -371,7 +373,7 @@ class DriftDetector:
         return {"model_version": self.model_version, "window_size": self.monitor.window_size,
                 "label_wait_seconds": self.windows.label_wait, **self.totals,
                 "unpaired": len(self.intake.unpaired), "backlog_rows": len(self.windows.rows),
-                "windows_judged": self.judged, "verdicts": verdicts, "labels": self.labels, "latest": latest,
+                "windows_judged": self.judged, "verdicts": verdicts, "labels": self.totals["feedback"], "latest": latest,
                 "alarms": [{"window": index, "verdict": f.verdict,
                             "detectors": sorted(n for n, r in f.detectors.items() if r.drift)}
                            for index, f in enumerate(self.findings, start=max(0, self.judged - len(self.findings)))
@@ -469,13 +471,8 @@ def build_app(detector: DriftDetector, tick_seconds: float = 1.0):
         running["judge"].join(timeout=30)
 
     async def feedback(request):
-        try:
-            entries = parse_feedback(await request.read(), request.headers)
-        except FeedbackError as error:
-            detector._count("dropped", f"feedback_{error.reason}")
-            return web.json_response({"error": str(error)}, status=400)
-        detector.take_feedback(entries)
-        return web.json_response({"accepted": len(entries)}, status=202)
+        status, message, taken = detector.take_feedback_body(await request.read(), request.headers)
+        return web.json_response({"accepted": taken} if status < 300 else {"error": message}, status=status)
 
     app.on_startup.append(start)
     app.on_cleanup.append(cleanup)

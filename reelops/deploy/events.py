@@ -5,7 +5,7 @@ KServe's logger sends each request and its response as two CloudEvents in binary
 ``ce-time`` the moment each happened); the local plane's router sends the same events in
 batches (structured mode, ``application/cloudevents-batch+json``). The shadow comparator and
 the drift detector take them through one :class:`EventIntake`; a pair goes to its ``on_pair``,
-an event of another accepted type (the detector's feedback) to ``on_other``.
+an event of another accepted type (the detector's feedback) to that type's handler.
 """
 
 from __future__ import annotations
@@ -36,8 +36,7 @@ class EventIntake:
 
     Args:
         on_pair: called with ``(event_id, request, response)``, each ``{"body": bytes, "time":
-            seconds or None}``; returns False when it could not take the pair (counted by the
-            caller).
+            seconds or None}``; it counts what it cannot take itself.
         on_drop: called with ``(reason, count)`` for events that are not used.
         on_event: called with the short type (``request`` / ``response`` / the other type) of
             every event taken.
@@ -49,7 +48,6 @@ class EventIntake:
         self.on_pair, self.on_drop, self.on_event = on_pair, on_drop, on_event
         self.other_types = other_types or {}
         self.unpaired: OrderedDict = OrderedDict()  # ce-id -> the first of its two events
-        self.events = 0
 
     @property
     def accepted_types(self) -> list:
@@ -87,17 +85,14 @@ class EventIntake:
         return 202, "accepted"
 
     def _take_event(self, kind: str, event_id: str, body: bytes, stamp) -> tuple:
-        if kind in self.other_types:
-            self.events += 1
-            if self.on_event:
-                self.on_event(kind.rsplit(".", 1)[-1])
-            return self.other_types[kind](body)
-        if kind not in (REQUEST_TYPE, RESPONSE_TYPE):
+        known = kind in self.other_types or kind in (REQUEST_TYPE, RESPONSE_TYPE)
+        if not known:
             self.on_drop("bad_event", 1)
             return 400, f"ce-type: expected one of {', '.join(self.accepted_types)}, got {kind!r}"
-        self.events += 1
         if self.on_event:
             self.on_event(kind.rsplit(".", 1)[-1])
+        if kind in self.other_types:
+            return self.other_types[kind](body)
         other = self.unpaired.pop(event_id, None)
         mine = {"type": kind, "body": body, "time": event_seconds(stamp)}
         if other is None or other["type"] == kind:
