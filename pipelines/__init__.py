@@ -112,8 +112,11 @@ def run_local(name: str, params: dict | None = None, isolated: bool = False,
     outputs = {}
     for key, value in (getattr(task, "outputs", None) or {}).items():
         outputs[key] = getattr(value, "path", value)
-    # kfp.local puts each run in a new folder of the root (one task folder per task in it).
-    new = sorted(path for path in set(root.iterdir()) - earlier if path.is_dir())
+    # kfp.local puts each run in a new folder of the root (one task folder per task in it),
+    # named after the pipeline: another pipeline's run started meanwhile in the same workspace
+    # (a retrain a drift detector triggered) is not this run's.
+    new = sorted(path for path in set(root.iterdir()) - earlier
+                 if path.is_dir() and path.name.startswith(f"reelops-{name}-"))
     return {**result, "pipeline_root": str(root), "run_dir": str(new[-1]) if new else None, "outputs": outputs}
 
 

@@ -36,6 +36,8 @@ def add_commands(commands, with_json) -> None:
                        help="seconds a full window waits for its ratings before it is judged (default 30)")
     serve.add_argument("--min-new-labels", type=int, default=1000)
     serve.add_argument("--cooldown-days", type=float, default=7.0)
+    serve.add_argument("--max-retrains", type=int, default=None,
+                       help="retraining runs this detector starts at most (default: no limit, the cooldown decides)")
     serve.add_argument("--retrain-command", default=None,
                        help="the command that starts retraining when the policy decides, e.g. "
                             "'reelops pipeline submit training --host URL --json' (needs a registry version: "
@@ -98,7 +100,8 @@ def cmd_detector_serve(args) -> None:
     policy = RetrainingPolicy(min_new_labels=args.min_new_labels, cooldown_seconds=int(args.cooldown_days * 86_400))
     trigger = None
     if args.retrain_command:
-        trigger = RetrainTrigger(shlex.split(args.retrain_command), workspace_dir() / "detector")
+        trigger = RetrainTrigger(shlex.split(args.retrain_command), workspace_dir() / "detector",
+                                 max_runs=args.max_retrains)
     detector = DriftDetector(load_monitor(model_dir), model_version=version or str(model_dir),
                              label_wait=args.label_wait, policy=policy, trigger=trigger,
                              state=registry.TriggerState() if version is not None else PolicyState())

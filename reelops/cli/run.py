@@ -1,103 +1,82 @@
-"""`reelops run`: the main job (`make run`)."""
+"""`reelops run`: the main job (`make run`), the whole lifecycle on one machine."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-from reelops.cli.common import emit
-from reelops.cli.pipelines import quiet_local_run
+from reelops.cli.common import CommandError, emit
 
 
 def add_commands(commands, with_json) -> None:
     """Add this group's commands to the ``reelops`` parser."""
-    run = with_json(commands.add_parser("run", help="the main job (make run)"))
-    run.add_argument("--seed", type=int, default=7)
-    run.add_argument("--scenario", default="none")
+    from reelops.lifecycle.loop import STAGES
+
+    run = with_json(commands.add_parser(
+        "run", help="the main job (make run): train, deploy, serve, detect drift, retrain, canary, shadow, report"))
+    run.add_argument("--scenario", default="population_shift",
+                     help="the simulated site's change (default population_shift: the detector alarms on it)")
+    run.add_argument("--seed", type=int, default=3)
+    run.add_argument("--rate", type=float, default=150.0, help="requests per second of the replayed traffic")
+    run.add_argument("--canary-percent", type=int, default=30, help="the canary's share of traffic")
+    run.add_argument("--budget", action="append", metavar="STAGE=SECONDS", default=[],
+                     help=f"a stage's time budget (stages: {', '.join(s.name for s in STAGES)})")
     run.set_defaults(handler=cmd_run)
 
 
 def cmd_run(args) -> None:
-    """The main job: the training pipeline on a simulated world, batch scoring, a summary."""
-    import pandas as pd
+    """The lifecycle, stage by stage, ending with the report's path; exit 1 when a stage failed."""
+    from reelops.lifecycle.loop import STAGES, Lifecycle
 
-    from reelops import registry
-    from reelops.services import training_run_summary
-    from reelops.workspace import workspace_dir
-
-    source = f"simulate:scenario={args.scenario},seed={args.seed}"
-    if not args.json:
-        print(f"training pipeline on {source} (kfp.local; task logs in {workspace_dir() / 'pipelines'})")
-    training = quiet_local_run("training", {"source": source})
-    versions = registry.list_versions()
-    summary = {"training": training, **training_run_summary(training["run_dir"]),
-               "registered": versions[0] if versions else None}
-    if registry.PRODUCTION in registry.aliases():
-        scoring = quiet_local_run("batch-scoring", {"alias": registry.PRODUCTION, "k": 10})
-        predictions = Path(scoring["run_dir"]) / "batch-predict" / "predictions"
-        table = pd.read_parquet(predictions)
-        summary["batch_scoring"] = {"table": str(predictions), "rows": int(len(table)),
-                                    "users": int(table["user_id"].nunique())}
-        model, _ = registry.load_by_alias(registry.PRODUCTION)
-        sample = table[table["user_id"].isin(table["user_id"].unique()[:3]) & (table["rank"] <= 5)]
-        summary["sample"] = [{"user_id": int(u), "movies": [model.titles_.get(int(m), str(m)) for m in group["movie_id"]]}
-                             for u, group in sample.groupby("user_id")]
-        summary["serving"] = _serve_and_ask(table["user_id"].unique()[:3].tolist())
-    emit(args, summary, _render_run)
-
-
-def _serve_and_ask(user_ids: list) -> dict:
-    """Serve the production model on a free loopback port, ask it over HTTP, stop it."""
-    import socket
-    import subprocess
-
-    from reelops import registry
-    from reelops.serving.client import recommend, wait_until_ready
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen([sys.executable, "-m", "reelops.cli", "serve", "--model-alias", registry.PRODUCTION,
-                                "--port", str(port), "--no-grpc"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_ready(url, timeout=120, process=process)
-        answers = recommend(url, user_ids, k=5)
-    finally:
-        process.terminate()
+    names = {s.name for s in STAGES}
+    budgets = {}
+    for item in args.budget:
+        name, _, value = item.partition("=")
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return {"url": url, "answers": answers}
+            budgets[name] = float(value)
+        except ValueError:
+            raise CommandError(f"--budget {item!r}: expected STAGE=SECONDS") from None
+        if name not in names or budgets[name] < 0:
+            raise CommandError(f"--budget {item!r}: the stage must be one of {', '.join(sorted(names))}, "
+                               "the seconds 0 or more")
+    import signal
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # A run stopped by SIGTERM (CI's timeout, kill) stops its serving plane and writes its report
+    # like one stopped by Ctrl-C, instead of leaving the plane's processes behind.
+    signal.signal(signal.SIGTERM, interrupted)
+    import logging
+
+    # MLflow's own notes (table migrations, a new experiment) are not the run's progress.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    record = Lifecycle(args.scenario, args.seed, rate=args.rate, canary_percent=args.canary_percent, budgets=budgets,
+                       say=say).run()
+    summary = {"report": record.get("report_path") or str(_report_path(record)), "seconds": record.get("seconds"),
+               "stages": record.get("stages"), "mlflow_run": record.get("mlflow_run"),
+               "versions": [{k: v.get(k) for k in ("version", "aliases", "gate_decision", "algorithm")}
+                            for v in record.get("versions") or []]}
+    emit(args, summary, _render)
+    if any(stage["outcome"] == "failed" for stage in record.get("stages") or []):
+        raise SystemExit(1)
 
 
-def _render_run(summary: dict) -> None:
-    dataset = summary["dataset"]
-    if dataset.get("counts"):
-        from reelops.console import print_table
+def _report_path(record: dict):
+    from pathlib import Path
 
-        rows = [[file, c["read"], c["valid"], c["quarantined"]] for file, c in dataset["counts"].items()]
-        print_table(rows, ["file", "read", "valid", "quarantined"], title=f"ingest: dataset {dataset['version']}")
-        for warning in dataset.get("warnings") or []:
-            print(f"warning: {warning}")
-    gate = summary["gate"]
-    print(f"gate: {str(gate.get('decision')).upper()}")
-    for reason in gate.get("reasons") or []:
-        print(f"  - {reason}")
-    registered = summary["registered"]
-    if registered:
-        print(f"registered: movie-recommender version {registered['version']} "
-              f"({', '.join(registered['aliases']) or 'no alias'}), dataset {registered['dataset_version']}, "
-              f"commit {registered['git_commit'][:10]}")
-    if "batch_scoring" in summary:
-        scoring = summary["batch_scoring"]
-        print(f"batch scoring: {scoring['rows']:,} recommendations for {scoring['users']:,} users -> {scoring['table']}")
-        for entry in summary["sample"]:
-            print(f"  user {entry['user_id']}: " + "; ".join(entry["movies"]))
-    if "serving" in summary:
-        serving = summary["serving"]
-        print(f"served the production model at {serving['url']} (KServe, stopped again); answers over HTTP:")
-        for answer in serving["answers"]:
-            print(f"  user {answer['user_id']} (version {answer['model_version']}, {answer['path']}): "
-                  + "; ".join(answer["titles"]))
+    return Path(record["facts"]["site"]) / "report.html"
+
+
+def _render(summary: dict) -> None:
+    from reelops.console import print_table
+    from reelops.lifecycle.loop import clock_text
+
+    rows = [[s["name"], clock_text(s["budget"]), clock_text(s["seconds"]), s["outcome"], s["note"][:90]]
+            for s in summary["stages"]]
+    print()
+    print_table(rows, ["stage", "budget", "took", "outcome", "note"], title=f"reelops run: {clock_text(summary['seconds'])}")
+    if summary["versions"]:
+        print_table([[v["version"], v["algorithm"], ", ".join(v["aliases"]) or "-", v["gate_decision"]]
+                     for v in summary["versions"]], ["version", "algorithm", "aliases", "gate"], title="\nregistry")
+    print(f"\nreport: {summary['report']}")
+    if summary.get("mlflow_run"):
+        print(f"logged to MLflow: experiment reelops-lifecycle, run {summary['mlflow_run']}")

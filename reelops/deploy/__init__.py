@@ -48,7 +48,8 @@ ANALYSES = (AUTO, MANUAL)
 STABLE, ROLLED_BACK = "stable", "rolled-back"
 SMOKE_USER = 1
 # The drift detector beside each revision of the local plane (``deploy(detector=...)``).
-DETECTOR_DEFAULTS = {"enabled": True, "label_wait": 30.0, "retrain_command": None}
+DETECTOR_DEFAULTS = {"enabled": True, "label_wait": 30.0, "retrain_command": None, "cooldown_days": 7.0,
+                     "max_retrains": None}
 
 
 def _settings(storage_uri: str):
@@ -129,7 +130,9 @@ def deploy(version, strategy: str = CANARY, percent: int = 10, force: bool = Fal
         progress: called with each interim verdict of the analysis.
         detector: on the local plane, the drift detector started beside each revision from
             now on: ``enabled`` (default True), ``label_wait`` (seconds, default 30),
-            ``retrain_command`` (default None: decide and report only); None keeps the plane's.
+            ``retrain_command`` (default None: decide and report only), ``cooldown_days`` (data
+            time between two retrain triggers, default 7), ``max_retrains`` (runs a detector
+            starts at most, default None: no limit); None keeps the plane's.
 
     Raises:
         DeployError: the version may not serve, a rollout is in progress, or a revision

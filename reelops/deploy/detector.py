@@ -378,6 +378,12 @@ class DriftDetector:
                             "detectors": sorted(n for n, r in f.detectors.items() if r.drift)}
                            for index, f in enumerate(self.findings, start=max(0, self.judged - len(self.findings)))
                            if f.verdict in ("data", "concept", "both")][-50:],
+                # Each kept window in brief (what a report plots over time).
+                "windows": [{"window": index, "verdict": f.verdict, "rows": f.window_rows,
+                             "start_timestamp": f.start_timestamp, "end_timestamp": f.end_timestamp,
+                             "detectors": {name: {"p_value": r.p_value, "drift": r.drift}
+                                           for name, r in f.detectors.items() if r.available}}
+                            for index, f in enumerate(self.findings, start=max(0, self.judged - len(self.findings)))],
                 "decision": self.decision, "retrain": self.retrain}
 
 
@@ -397,22 +403,31 @@ class RetrainTrigger:
             process) or ``["reelops", "pipeline", "run", "training", "--json"]`` on one machine;
             it runs in the background, its JSON answer (the run id) is recorded when it ends.
         log_dir: where the command's output goes.
+        max_runs: runs it starts at most (None: no limit; the policy's cooldown spaces them).
     """
 
-    def __init__(self, command: list, log_dir):
+    def __init__(self, command: list, log_dir, max_runs: int | None = None):
         from pathlib import Path
 
         self.command, self.log_dir = list(command), Path(log_dir)
         self.process = None
+        self.max_runs, self.started = max_runs, 0
 
     def fire(self, model_version: str, decision: dict, state) -> dict:
         import subprocess
 
         from reelops import registry
 
+        if self.process is not None and self.process.poll() is None:
+            # Its run has not ended: a second one would train on the same data again (the
+            # policy's cooldown is in data time, which a fast replay can outrun).
+            return {"started": False, "reason": f"the retraining run it started (pid {self.process.pid}) is still running"}
+        if self.max_runs is not None and self.started >= self.max_runs:
+            return {"started": False, "reason": f"it started the {self.max_runs} run(s) it may (--max-retrains)"}
         claim = registry.claim_retrain(model_version, decision, state)
         if claim is None:
             return {"started": False, "reason": "another detector (or an earlier run of this one) claimed it"}
+        self.started += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"retrain-{claim['claim']}.log"
         with open(log_path, "w", encoding="utf-8") as log:

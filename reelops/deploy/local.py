@@ -215,12 +215,16 @@ class LocalPlane:
         background: a sidecar must never slow its predictor's callers); :meth:`wait_helper`
         waits for it (it loads while the predictor loads).
 
-        ``settings``: ``label_wait`` (seconds), ``retrain_command`` (or None).
+        ``settings``: ``label_wait`` (seconds), ``retrain_command`` (or None), ``cooldown_days``,
+        ``max_retrains`` (or None).
         """
         args = ["reelops.cli", "detector", "serve", "--model-version", str(version),
-                "--label-wait", str(settings.get("label_wait", 30.0))]
+                "--label-wait", str(settings.get("label_wait", 30.0)),
+                "--cooldown-days", str(settings.get("cooldown_days", 7.0))]
         if settings.get("retrain_command"):
             args += ["--retrain-command", settings["retrain_command"]]
+            if settings.get("max_retrains") is not None:
+                args += ["--max-retrains", str(settings["max_retrains"])]
         return self.spawn_helper(f"the drift detector of {revision}", f"{revision}-detector.log", args, free_port(),
                                  "/health", background=True)
 

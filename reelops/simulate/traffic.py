@@ -33,6 +33,10 @@ class ReplayStats:
     """What a replay did: per request ``(sent_at, seconds, status, revision)``; feedback counts."""
 
     records: list = field(default_factory=list)
+    # ratings mode: ``(sent_at, world_time, revision, predicted, rated)`` per answered request
+    predictions: list = field(default_factory=list)
+    # recommend mode: ``(sent_at, revision, stars)`` per rating the oracle gave a recommended movie
+    stars: list = field(default_factory=list)
     feedback_sent: int = 0
     feedback_failed: int = 0
     skipped: int = 0  # arrivals not sent because max_in_flight requests were waiting
@@ -171,21 +175,28 @@ class TrafficReplay:
             async with session.post(f"{self.url}/v1/models/{self.name}:predict", json=body,
                                     headers={"X-Request-Id": request_id}) as answer:
                 payload = await answer.json(content_type=None) if answer.status == 200 else None
-                self.stats.records.append([sent_at, time.perf_counter() - began, answer.status,
-                                           answer.headers.get("X-Reelops-Revision")])
+                revision = answer.headers.get("X-Reelops-Revision")
+                self.stats.records.append([sent_at, time.perf_counter() - began, answer.status, revision])
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             self.stats.records.append([sent_at, time.perf_counter() - began, 0, None])
             return
-        if payload is None or not self.feedback:
+        if payload is None:
             return
         if self.mode == "ratings":
-            pending_feedback.append((time.monotonic() + self.feedback_delay, user, item[2], timestamp, request_id,
-                                     item[3]))
+            try:
+                self.stats.predictions.append((sent_at, timestamp, revision, float(payload["predictions"][0]["rating"]),
+                                               item[3]))
+            except (KeyError, IndexError, TypeError, ValueError):
+                pass  # an answer without a rating is the server's business; the request counted as answered
+            if self.feedback:
+                pending_feedback.append((time.monotonic() + self.feedback_delay, user, item[2], timestamp, request_id,
+                                         item[3]))
             return
         movies = [m for m in payload["predictions"][0]["movie_ids"] if m is not None and m > 0]
-        if movies:
+        if movies and self.feedback:
             watched = movies[int(self.rng.integers(len(movies)))]
-            pending_feedback.append((time.monotonic() + self.feedback_delay, user, watched, timestamp, request_id))
+            pending_feedback.append((time.monotonic() + self.feedback_delay, user, watched, timestamp, request_id,
+                                     np.nan, revision))
 
     async def _send_feedback(self, session, pending: list) -> None:
         """Every 0.1 s, send the ratings whose delay has passed (all of them once stopping)."""
@@ -203,10 +214,12 @@ class TrafficReplay:
                 movies = np.array([e[2] for e in due])
                 stamps = np.array([e[3] for e in due])
                 # The oracle rates a recommended movie; a replayed rating keeps its own value.
-                ratings = np.array([e[5] if len(e) > 5 else np.nan for e in due])
+                ratings = np.array([e[5] for e in due], dtype=float)
                 asked = np.isnan(ratings)
                 if asked.any():
                     ratings[asked] = self.world.rating(users[asked], movies[asked], stamps[asked])
+                    sent = time.time()
+                    self.stats.stars.extend((sent, e[6], float(r)) for e, r in zip(due, ratings) if len(e) > 6)
                 body = [{"user_id": int(u), "movie_id": int(m), "rating": float(r), "request_id": e[4],
                          "timestamp": float(t)} for u, m, r, t, e in zip(users, movies, ratings, stamps, due)]
                 try:

@@ -54,7 +54,8 @@ def write_world(world: World, out: str | os.PathLike, until: float | None = None
             event["achieved_rating_share"] = float((after["movie_id"] >= event["first_new_movie_id"]).mean()) if len(after) else 0.0
         if event["name"] == "population_shift" and event["new_users"]:
             active = after["user_id"].unique()
-            event["achieved_new_user_share"] = float((active >= event["first_new_user_id"]).mean())
+            # A history cut before the onset has no active user after it: nothing achieved yet.
+            event["achieved_new_user_share"] = float((active >= event["first_new_user_id"]).mean()) if len(active) else 0.0
     description["counts"] = {"ratings": len(ratings), "users": len(users), "movies": len(movies)}
     _write_text(out / "scenario.json", json.dumps(description, indent=2, sort_keys=True) + "\n")
     return description
