@@ -19,8 +19,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/reelops run
 
+# Two test files at a time (pytest-xdist, whole files per worker so a file's fixtures are built
+# once): most of the suite waits on servers and pipeline steps it starts, so two cores are used.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # Both images of the Dockerfile (pipeline, serve) with docker or, without a Docker engine, podman.
 image: $(STAMP)

