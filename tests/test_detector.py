@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reelops.deploy.detector import DriftDetector, OnlineWindows, build_app
+from reelops.deploy.detector import DriftDetector, OnlineWindows, RetrainTrigger, build_app
 from reelops.monitoring import monitor_dataset
 from reelops.simulate import Scenario, World, WorldConfig
 from reelops.simulate.traffic import logged_events
@@ -382,3 +382,29 @@ def test_the_retraining_claim_is_a_compare_and_set(workspace):
     assert late is None
     assert later is not None and later["claim"] != next(o for o in outcomes if o)["claim"]
     assert [t["decision"]["data_time"] for t in registry.retrain_triggers()] == [1000, 2_000_000]
+
+
+def test_a_trigger_starts_nothing_while_its_run_is_under_way_nor_beyond_its_limit(registered, tmp_path, monkeypatch):
+    """Each decision below would win its claim (new names); the trigger itself holds back a second
+    run while the first runs, and any run past ``max_runs``."""
+    from reelops.monitoring.policy import PolicyState
+
+    monkeypatch.setenv("REELOPS_WORKSPACE", str(registered["workspace"]))
+    marker = tmp_path / "runs.txt"
+    command = [sys.executable, "-c", f"import time; open({str(marker)!r}, 'a').write('run\\n'); time.sleep(3)"]
+    limited, state = RetrainTrigger(command, tmp_path / "limited", max_runs=1), PolicyState()
+    first = limited.fire("1", {"data_time": 2_000_000_010, "last_trigger_data_time": 2_000_000_001}, state)
+    assert first["started"] and first["claim"] == "movie-recommender-after-2000000001"
+    busy = limited.fire("1", {"data_time": 2_000_000_020, "last_trigger_data_time": 2_000_000_002}, state)
+    assert busy == {"started": False, "reason": f"the retraining run it started (pid {first['pid']}) is still running"}
+    limited.process.wait(timeout=30)
+    spent = limited.fire("1", {"data_time": 2_000_000_030, "last_trigger_data_time": 2_000_000_003}, state)
+    assert spent == {"started": False, "reason": "it started the 1 run(s) it may (--max-retrains)"}
+    unlimited = RetrainTrigger(command, tmp_path / "unlimited")
+    again = unlimited.fire("1", {"data_time": 2_000_000_040, "last_trigger_data_time": 2_000_000_003}, state)
+    assert again["started"]
+    unlimited.process.wait(timeout=30)
+    assert marker.read_text().splitlines() == ["run", "run"]
+    claims = {t["claim"] for t in triggers_of(registered["workspace"])}
+    assert {"movie-recommender-after-2000000001", "movie-recommender-after-2000000003"} <= claims
+    assert "movie-recommender-after-2000000002" not in claims

@@ -92,9 +92,10 @@ def mlflow_server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(params=["workspace sqlite", "user sqlite", "tracking server"])
+@pytest.fixture(params=["user sqlite", "tracking server"])
 def store_env(request, user_env, tmp_path) -> dict:
-    """Each kind of tracking store the README offers."""
+    """The tracking stores the README offers besides the default: the workspace's own sqlite
+    store is what every other test here uses, its commands each in their own process too."""
     if request.param == "user sqlite":
         user_env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'own-store' / 'mlflow.db'}"
         (tmp_path / "own-store").mkdir()

@@ -695,7 +695,10 @@ class Lifecycle:
         with mlflow.start_run(run_name=f"{self.scenario}-seed{self.seed}") as run:
             mlflow.log_params({"scenario": self.scenario, "seed": self.seed, "rate": self.rate,
                                "canary_percent": self.canary_percent})
+            mlflow.log_metrics({f"stage_seconds_{r.name}": r.seconds for r in self.results})
+            mlflow.set_tags({f"reelops.stage.{r.name}": r.outcome for r in self.results})
             mlflow.log_artifact(str(self.report_path))
+            mlflow.log_artifact(str(self.site / "lifecycle.json"))
             return run.info.run_id
 
 
