@@ -413,12 +413,9 @@ class Lifecycle:
     def _canary(self, deadline: Deadline, result: StageResult) -> str:
         from reelops import deploy
         from reelops.deploy.analysis import CanaryPolicy
-        from reelops.simulate.traffic import TrafficReplay
 
         self._need("v2", "no retrained version")
-        self.replays["recommend"] = TrafficReplay(self.url, self.world, rate=self.rate, start=self.canary_start,
-                                                  seed=self.seed, feedback_delay=0.5).start_background()
-        self._event("home-page traffic begins")
+        self._home_page_traffic()
         # The analysis gives up (inconclusive, rolled back) before the stage's budget ends.
         policy = CanaryPolicy(timeout_seconds=max(10.0, deadline.remaining() - 30.0))
         self._event(f"v2 canary {self.canary_percent}%")
@@ -458,6 +455,7 @@ class Lifecycle:
         from reelops import deploy, registry
 
         self._need("url", "nothing serves")
+        self._home_page_traffic()  # the comparator compares top-10 lists: what home-page requests get
         folder = self._challenger_ready(deadline, result)
         registered = registry.register(folder, reason=f"reelops run: {CHALLENGER} challenger (shadow only)")
         self.challenger = str(registered["version"])
@@ -515,6 +513,20 @@ class Lifecycle:
             raise StageFailed(f"the {what} failed (exit {process.returncode}); its log: {log_path}")
         lines = [line for line in out.decode("utf-8", "replace").splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
+
+    def _home_page_traffic(self) -> None:
+        """Page views end (when a stage that would have ended them was skipped) and home-page
+        requests begin, from the world time after the retrain's data, unless they already run."""
+        from reelops.simulate.traffic import TrafficReplay
+
+        views = self.replays.get("ratings")
+        if views is not None and views.running:
+            views.stop()
+            self._event("page views end")
+        if "recommend" not in self.replays:
+            self.replays["recommend"] = TrafficReplay(self.url, self.world, rate=self.rate, start=self.canary_start,
+                                                      seed=self.seed, feedback_delay=0.5).start_background()
+            self._event("home-page traffic begins")
 
     def _start_challenger(self, result: StageResult) -> None:
         """Train the challenger in the background, on CPU time serving leaves idle, unless the cache has it."""

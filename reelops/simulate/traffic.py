@@ -119,6 +119,11 @@ class TrafficReplay:
         self._thread.start()
         return self
 
+    @property
+    def running(self) -> bool:
+        """Started in the background and not stopped yet."""
+        return self._thread is not None and not self._stop.is_set()
+
     def stop(self) -> ReplayStats:
         """Stop sending, wait for the requests and feedback under way, return the stats."""
         self._stop.set()
