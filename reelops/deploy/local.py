@@ -196,10 +196,15 @@ class LocalPlane:
         port = free_port()
         args = local_args(container_args, port)
         log = self.logs / f"{revision}.log"
+        env = None
+        if background:
+            # One math thread: a batch of replayed requests would otherwise wake a thread per core
+            # (OpenBLAS, OpenMP), and spinning pool threads contend with the callers' work.
+            env = {**os.environ, **{key: "1" for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
         with open(log, "ab") as output:
             process = subprocess.Popen([sys.executable, "-m", "reelops.cli", *args], stdout=output,
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                       preexec_fn=background_priority if background else None)
+                                       preexec_fn=background_priority if background else None, env=env)
         name = args[args.index("--name") + 1] if "--name" in args else "movie-recommender"
         try:
             wait_until_ready(f"http://127.0.0.1:{port}", name, timeout=READY_TIMEOUT, process=process)
