@@ -51,19 +51,13 @@ def cmd_run(args) -> None:
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     record = Lifecycle(args.scenario, args.seed, rate=args.rate, canary_percent=args.canary_percent, budgets=budgets,
                        say=say).run()
-    summary = {"report": record.get("report_path") or str(_report_path(record)), "seconds": record.get("seconds"),
+    summary = {"report": record["report_path"], "seconds": record.get("seconds"),
                "stages": record.get("stages"), "mlflow_run": record.get("mlflow_run"),
                "versions": [{k: v.get(k) for k in ("version", "aliases", "gate_decision", "algorithm")}
                             for v in record.get("versions") or []]}
     emit(args, summary, _render)
     if any(stage["outcome"] == "failed" for stage in record.get("stages") or []):
         raise SystemExit(1)
-
-
-def _report_path(record: dict):
-    from pathlib import Path
-
-    return Path(record["facts"]["site"]) / "report.html"
 
 
 def _render(summary: dict) -> None:

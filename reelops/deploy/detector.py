@@ -370,20 +370,21 @@ class DriftDetector:
         verdicts: dict = {}
         for findings in self.findings:
             verdicts[findings.verdict] = verdicts.get(findings.verdict, 0) + 1
+        first = max(0, self.judged - len(self.findings))  # the index of the oldest window kept
         return {"model_version": self.model_version, "window_size": self.monitor.window_size,
                 "label_wait_seconds": self.windows.label_wait, **self.totals,
                 "unpaired": len(self.intake.unpaired), "backlog_rows": len(self.windows.rows),
                 "windows_judged": self.judged, "verdicts": verdicts, "labels": self.totals["feedback"], "latest": latest,
                 "alarms": [{"window": index, "verdict": f.verdict,
                             "detectors": sorted(n for n, r in f.detectors.items() if r.drift)}
-                           for index, f in enumerate(self.findings, start=max(0, self.judged - len(self.findings)))
+                           for index, f in enumerate(self.findings, start=first)
                            if f.verdict in ("data", "concept", "both")][-50:],
                 # Each kept window in brief (what a report plots over time).
                 "windows": [{"window": index, "verdict": f.verdict, "rows": f.window_rows,
                              "start_timestamp": f.start_timestamp, "end_timestamp": f.end_timestamp,
                              "detectors": {name: {"p_value": r.p_value, "drift": r.drift}
                                            for name, r in f.detectors.items() if r.available}}
-                            for index, f in enumerate(self.findings, start=max(0, self.judged - len(self.findings)))],
+                            for index, f in enumerate(self.findings, start=first)],
                 "decision": self.decision, "retrain": self.retrain}
 
 

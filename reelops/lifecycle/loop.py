@@ -200,6 +200,8 @@ class Lifecycle:
         self._ticker_stop = threading.Event()
         self.record: dict = {}
         self.report_path: Path | None = None
+        self.detector_urls: dict = {}  # version -> its detector's URL
+        self.last_detector: dict = {}  # the latest status a detector answered
 
     # ------------------------------------------------------------------ the run
 
@@ -313,6 +315,7 @@ class Lifecycle:
                                            lineage={"reelops.kfp_pipeline": "reelops-training",
                                                     "reelops.kfp_run_id": meta["kfp_run_id"]})
             result.reused.append(f"v1's training and gate (pipeline run {meta['kfp_run_id']}, same world, same code)")
+            shown = registry.show(registered["version"])
         else:
             answer = self._reelops(deadline, "training pipeline", "pipeline", "run", "training",
                                    "--param", f"source={self.history}", "--param", f"algorithm={ALGORITHM_V1}")
@@ -335,7 +338,6 @@ class Lifecycle:
             partial.rename(cached)
         self.v1 = str(registered["version"])
         self.v1_cache = cached
-        shown = registry.show(self.v1)
         self._event(f"v1 registered (version {self.v1})")
         return (f"version {self.v1} registered ({', '.join(shown['aliases']) or 'no alias'}), gate "
                 f"{shown['gate_decision']}, dataset {shown['dataset_version']}")
@@ -570,7 +572,7 @@ class Lifecycle:
         """The detector of ``version``'s revision: its status, with each newly judged window kept."""
         import httpx
 
-        url = getattr(self, "detector_urls", {}).get(version)
+        url = self.detector_urls.get(version)
         if url is None:
             return None
         try:
@@ -586,12 +588,10 @@ class Lifecycle:
 
     def _learn_revisions(self, status: dict) -> None:
         with self.lock:
-            self.detector_urls = getattr(self, "detector_urls", {})
             for revision in status.get("revisions") or []:
                 self.revision_versions[revision["revision"]] = str(revision["version"])
                 if revision.get("detector") and revision["detector"].get("url"):
                     self.detector_urls.setdefault(str(revision["version"]), revision["detector"]["url"])
-            self.last_status = status
 
     def _canary_progress(self, verdict: dict) -> None:
         with self.lock:
@@ -614,7 +614,7 @@ class Lifecycle:
             split = " ".join(f"v{r['version']} {r['traffic']}%" for r in status.get("revisions", []) if r["traffic"])
             served = sum(len(r.stats.records) for r in self.replays.values())
             failed = sum(len(r.stats.failures()) for r in self.replays.values())
-            detector = getattr(self, "last_detector", None) or {}
+            detector = self.last_detector
             alarms = sum(v for k, v in (detector.get("verdicts") or {}).items() if k in ("data", "concept", "both"))
             line = (f"[{clock_text(time.time() - self.began)}] {self.current:<7} | {split or '-'} | "
                     f"{served:,} requests ({failed} failed)")

@@ -15,6 +15,8 @@ import io
 import time
 from pathlib import Path
 
+from reelops.lifecycle.loop import clock_text
+
 PLOTS = ("quality", "stars", "drift", "traffic", "canary", "shadow")
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -250,15 +252,20 @@ def _mark_onset(axes, facts: dict) -> None:
         axes.text(_world_dates([facts["onset"]])[0], axes.get_ylim()[1], " onset", va="top", fontsize=9, color="#444")
 
 
+def _lines_by_version(axes, series: list, colours: dict, x_of, y_key: str) -> None:
+    """One line per version of a series of points (each with ``version``), in its colour."""
+    for version in sorted({p["version"] for p in series}):
+        points = [p for p in series if p["version"] == version]
+        axes.plot(x_of(points), [p[y_key] for p in points], marker="o", markersize=3, linewidth=1.2,
+                  label=f"version {version}", color=colours.get(version, "#555"))
+
+
 def _plot_quality(record: dict, facts: dict, colours: dict) -> tuple:
     plt, figure, axes = _axes()
     series = record.get("quality") or []
     if not series:
         return _empty(plt, figure, axes, "no page views were answered")
-    for version in sorted({p["version"] for p in series}):
-        points = [p for p in series if p["version"] == version]
-        axes.plot(_world_dates([p["world_time"] for p in points]), [p["mae"] for p in points], marker="o", markersize=3,
-                  linewidth=1.2, label=f"version {version}", color=colours.get(version, "#555"))
+    _lines_by_version(axes, series, colours, lambda points: _world_dates([p["world_time"] for p in points]), "mae")
     axes.set_ylabel("mean absolute error (stars)")
     axes.set_xlabel("world time")
     _mark_onset(axes, facts)
@@ -272,10 +279,7 @@ def _plot_stars(record: dict, colours: dict) -> tuple:
     series = record.get("stars") or []
     if not series:
         return _empty(plt, figure, axes, "no home-page traffic ran")
-    for version in sorted({p["version"] for p in series}):
-        points = [p for p in series if p["version"] == version]
-        axes.plot([p["t"] for p in points], [p["stars"] for p in points], marker="o", markersize=3, linewidth=1.2,
-                  label=f"version {version}", color=colours.get(version, "#555"))
+    _lines_by_version(axes, series, colours, lambda points: [p["t"] for p in points], "stars")
     axes.set_ylabel("mean rating (stars)")
     axes.set_xlabel("seconds since the run began")
     axes.legend(loc="lower left", fontsize=8)
@@ -399,7 +403,4 @@ def _fmt(value) -> str:
 
 
 def _duration(seconds) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(float(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    return "-" if seconds is None else clock_text(float(seconds))
