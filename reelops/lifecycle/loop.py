@@ -370,8 +370,13 @@ class Lifecycle:
             detector = self._poll_detector(self.v1) or {}
             # The claim in the registry is what counts (a status read may miss the window that decided).
             claimed = [t for t in registry.retrain_triggers() if t.get("claim")]
+            if claimed and not detector.get("retrain"):
+                # Claimed between the two reads: the detector records its decision right after.
+                deadline.check("the detector claimed a retrain but has not shown its decision")
+                time.sleep(0.5)
+                continue
             if claimed:
-                retrain = detector.get("retrain") or {}
+                retrain = detector["retrain"]
                 self.retrain_decision = {**retrain, "claim": claimed[0]["claim"]}
                 self._event(f"retrain decided (window {retrain.get('window')})")
                 reasons = "; ".join(retrain.get("reasons") or [])
