@@ -107,13 +107,13 @@ def main() -> None:
                           f"{len(after):,} after")
         print()
     unchanged = flagged["unchanged"][0] / max(flagged["unchanged"][1], 1)
-    print(f"unchanged continuation: user data drift alarms in {unchanged:.0%} of {flagged['unchanged'][1]} windows "
+    print(f"unchanged continuation: user data drift alarms in {unchanged:.1%} of {flagged['unchanged'][1]} windows "
           f"(goal <= 10%): {'met' if unchanged <= 0.10 else 'NOT met'}")
     for name, detector in EXPECTED.items():
         hit, total = flagged[name]
         share = hit / total if total else float("nan")
         verdict = "met" if total and share >= 0.9 else "NOT met"
-        print(f"{name}: flagged by {detector} in {share:.0%} of {total} windows (goal >= 90%): {verdict}")
+        print(f"{name}: flagged by {detector} in {share:.1%} of {total} windows (goal >= 90%): {verdict}")
 
 
 if __name__ == "__main__":

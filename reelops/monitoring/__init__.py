@@ -25,9 +25,11 @@ Detect detectors through ``save_detector``), and fed windows of production data:
   calibrated by a backtest (a copy of the model trained on the earlier training period
   and monitored on the later one);
 - **verdict**: ``concept`` when errors move and inputs do not, ``data`` when inputs move
-  and errors do not, ``both``, or ``none``, with the evidence. Every feature reports a
-  calibrated p-value and the size of its change; an alarm needs both a significant and a
-  material change (:class:`Materiality`).
+  and errors do not, ``both``, ``none``, or ``unjudged`` when no detector could judge the
+  window, with the evidence. Every feature reports a calibrated p-value and the size of its
+  change; an alarm needs both a significant and a material change (:class:`Materiality`),
+  at the detector's level (0.005 a window for data and prediction drift, 0.04 for model
+  drift, whose evidence is a few hundred errors).
 
 Inputs a detector cannot judge (missing columns, NaN, unknown categories, users without
 demographics) are counted and reported; they never become a silent "no drift" or a false

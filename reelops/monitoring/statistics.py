@@ -69,9 +69,9 @@ def within_user_genre_test(errors: np.ndarray, flags: np.ndarray, users: np.ndar
     The p-value is nominal: a user's errors also keep a personal genre lean the model did
     not learn, which the exchange ignores, so unchanged windows fall below a level more
     often than the level says (1.5% below 0.001 in the drift benchmark's worlds). Modelling
-    that lean makes the p-value exact but catches fewer taste shifts at the same
-    false-alarm rate (``benchmarks/taste_shift_ceiling.py``), so the caller sets its level
-    from measured false alarms instead.
+    that lean in the covariance makes the p-value exact but catches fewer taste shifts at
+    the same false-alarm rate (``benchmarks/taste_shift_ceiling.py``); the monitor instead
+    divides the statistic by the dispersion its backtest measures (:class:`Monitor`).
 
     Returns:
         The p-value, or ``None`` when no genre has ``min_rows_per_genre`` rows that vary within a user.
@@ -104,12 +104,11 @@ def genre_evidence(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lea
         where a genre did not vary), and how many rows vary within a user per genre; ``None``
         when no user has enough rows.
     """
-    residual, genres, codes, counts, kept_users, variance = _beyond_lean(errors, flags, users, lean, min_rows=3)
+    residual, genres, codes, counts, _, variance = _beyond_lean(errors, flags, users, lean, min_rows=3)
     if not len(residual):
         return None
     return {"sums": genres.T @ residual, "covariance": (genres * variance[codes][:, None]).T @ genres,
-            "gram": genres.T @ genres, "rows": (np.abs(genres) > 1e-12).sum(axis=0),
-            "personal": dict(zip(kept_users.tolist(), _user_grams(genres, codes, len(counts))))}
+            "gram": genres.T @ genres, "rows": (np.abs(genres) > 1e-12).sum(axis=0)}
 
 
 def _beyond_lean(errors: np.ndarray, flags: np.ndarray, users: np.ndarray, lean: np.ndarray, min_rows: int) -> tuple:
@@ -148,25 +147,21 @@ def personal_lean_spread(errors: np.ndarray, flags: np.ndarray, users: np.ndarra
     return max(excess / scale, 0.0) if scale else 0.0
 
 
-def genre_lean_change(evidence: dict, spread: float = 0.0, min_rows_per_genre: int = 10) -> tuple:
+def genre_lean_change(evidence: dict, min_rows_per_genre: int = 10) -> tuple:
     """The test of genre evidence: ``(statistic, dof, largest lean change in stars)``.
 
-    ``spread`` (see :func:`personal_lean_spread`) adds each user's personal lean to the
-    covariance: ``spread x M_u M_u`` for every user, ``M_u`` the user's (running) Gram, so a
-    lean that was always there, and comes back window after window, is not a change.
-    The lean change is the least-squares estimate ``(G'G)^+ S`` of how much a user's error
-    moved per genre (in stars), over the genres with enough varied rows: the size of a taste
-    shift, beside its significance. ``(0, 0, 0)`` when no genre qualifies.
+    The statistic is the nominal chi-square of :func:`within_user_genre_sums`; what it
+    leaves out (each user's own genre lean, which the model did not learn and which comes
+    back window after window) is measured as a dispersion by the caller. The lean change is
+    the least-squares estimate ``(G'G)^+ S`` of how much a user's error moved per genre (in
+    stars), over the genres with enough varied rows: the size of a taste shift, beside its
+    significance. ``(0, 0, 0)`` when no genre qualifies.
     """
     varied = evidence["rows"] >= min_rows_per_genre
     if not varied.any():
         return 0.0, 0, 0.0
-    covariance = evidence["covariance"]
-    if spread > 0 and evidence.get("personal"):
-        grams = np.stack(list(evidence["personal"].values()))
-        covariance = covariance + spread * np.einsum("uij,ujk->ik", grams, grams)
     sums = evidence["sums"][varied]
-    value, dof = chi_square_statistic(sums, covariance[np.ix_(varied, varied)])
+    value, dof = chi_square_statistic(sums, evidence["covariance"][np.ix_(varied, varied)])
     change = np.linalg.pinv(evidence["gram"][np.ix_(varied, varied)]) @ sums
     return value, dof, float(np.abs(change).max())
 
