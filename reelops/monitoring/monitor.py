@@ -335,14 +335,16 @@ class Monitor:
         half of the given windows: first ratings of titles grow rarer as a catalogue gets
         discovered, and production follows the end of training (with the whole later half
         of training as reference, 0.5% of the simulator's unchanged windows fell below 0.05;
-        with its latest half, 3.1%).
+        with its latest half, 3.6%).
         """
         windows, past = _recent(windows), _recent(past)
         counts = [self._unseen(window, popularity) for window, popularity in zip(windows, past)]
         sizes = [len(window) for window in windows]
-        share = (sum(counts) + 0.5) / (sum(sizes) + 1.0)  # never exactly 0: a first new title is not infinitely unlikely
-        pearson = [(k - n * share) ** 2 / (n * share) for k, n in zip(counts, sizes)]
-        return {"share": float(share), "dispersion": dispersion(pearson), "windows": len(counts)}
+        # Never exactly 0: a first new title is not infinitely unlikely.
+        count, ratings = sum(counts) + 0.5, sum(sizes) + 1.0
+        pearson = [(k - n * count / ratings) ** 2 / (n * count / ratings) for k, n in zip(counts, sizes)]
+        return {"share": float(count / ratings), "count": float(count), "ratings": float(ratings),
+                "dispersion": dispersion(pearson), "windows": len(counts)}
 
     def _unseen(self, window: pd.DataFrame, popularity: np.ndarray) -> int:
         """How many of the window's ratings are on titles with no rating in ``popularity``."""
@@ -352,12 +354,19 @@ class Monitor:
     def _unseen_titles(self, window: pd.DataFrame) -> tuple:
         """``({"unseen_titles": p}, {"unseen_titles": size})``: the share of the window's ratings
         on titles the model never saw, by a one-sided quasi-Poisson test against the training
-        windows' rate, and its rise over that rate."""
+        windows' rate, and its rise over that rate.
+
+        The rate itself was counted on a dozen windows, so the test compares two counts: given
+        both, the window's is binomial with the window's share of all the ratings (counts
+        divided by the dispersion; continuous in the count). Taking the training rate as
+        known left 8.9% of unchanged windows below 0.05 in worlds it was not tuned on.
+        """
         reference = self.reference["unseen_titles"]
         unseen = self._unseen(window, self.model.popularity_)
-        expected, spread = len(window) * reference["share"], reference["dispersion"]
-        # P(Poisson(expected / spread) >= unseen / spread), continuous in the count.
-        p_value = float(special.gammainc(unseen / spread, expected / spread)) if unseen else 1.0
+        spread = reference["dispersion"]
+        # P(Binomial((unseen + count) / spread, n / (n + ratings)) >= unseen / spread).
+        p_value = float(special.betainc(unseen / spread, reference["count"] / spread + 1,
+                                        len(window) / (len(window) + reference["ratings"]))) if unseen else 1.0
         return {"unseen_titles": p_value}, {"unseen_titles": unseen / len(window) - reference["share"]}
 
     def _bucket_count(self, name: str, column) -> int:
