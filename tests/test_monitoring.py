@@ -293,7 +293,7 @@ def test_personal_genre_leans_are_calibrated_by_earlier_windows_and_not_taken_fo
     from scipy import stats
 
     from reelops.monitoring.statistics import (chi_square_calibrated, dispersion, genre_evidence, genre_lean_change,
-                                               personal_lean_spread)
+                                               independent_windows, personal_lean_spread)
 
     rng = np.random.default_rng(4)
     n_users, rows = 30, 25
@@ -318,7 +318,7 @@ def test_personal_genre_leans_are_calibrated_by_earlier_windows_and_not_taken_fo
 
     earlier = stream(60)
     factor = dispersion([statistic / dof for statistic, dof in earlier])
-    independent = int(60 * (1 - 0.4 ** 2) / (1 + 0.4 ** 2))
+    independent = independent_windows(60, 0.4)
     later = stream(200)
     textbook = np.array([stats.chi2.sf(statistic, dof) for statistic, dof in later])
     calibrated = np.array([chi_square_calibrated(statistic, dof, factor, independent) for statistic, dof in later])

@@ -18,8 +18,8 @@ from scipy import special, stats
 from reelops.data.layouts import GENRES
 from reelops.monitoring.backend import DEFAULT_BACKEND, DriftBackend
 from reelops.monitoring.statistics import (KS_NULL_MEAN, chi_square_calibrated, cluster_z, dispersion,
-                                           genre_evidence, genre_lean_change, ks_calibrated, within_user,
-                                           z_calibrated)
+                                           genre_evidence, genre_lean_change, independent_windows, ks_calibrated,
+                                           within_user, z_calibrated)
 from reelops.monitoring.windows import (REQUIRED_COLUMNS, WINDOW_SIZE, category_codes, primary_genre, sample_per_user,
                                         time_windows)
 
@@ -576,11 +576,9 @@ class Monitor:
                     for name in ("predicted_rating", "mean_abs_error", "errors_by_genre_within_user")}
         found = {name: dispersion(values) for name, values in measured.items()}
         used = {name: len(values) for name, values in measured.items()}
-        # The genre test's running statistic carries the earlier windows (correlation about
-        # decay^2 between neighbours), so its windows tell less than their number of its
-        # dispersion: the count of independent windows with the same variance of the mean.
-        decay = self.evidence_decay
-        used["errors_by_genre_within_user"] = int(used["errors_by_genre_within_user"] * (1 - decay ** 2) / (1 + decay ** 2))
+        # The genre test's running statistic carries the earlier windows, so its windows tell
+        # less of its dispersion than their number.
+        used["errors_by_genre_within_user"] = independent_windows(used["errors_by_genre_within_user"], self.evidence_decay)
         return {"dispersion": found, "windows_used": used,
                 "windows": sum(run["windows"] for run in done),
                 "mean_abs_error_rise": float(np.mean([run["rise"] for run in done]))}

@@ -189,6 +189,13 @@ def dispersion(scaled_statistics) -> float:
     return max(MIN_DISPERSION, float(np.mean(values))) if values else 1.0
 
 
+def independent_windows(windows: int, decay: float) -> int:
+    """How many independent windows a series of running statistics is worth when measuring
+    their mean: with earlier windows weighing ``decay`` each step, neighbouring quadratic
+    statistics correlate by about ``decay^2``, so ``n`` of them count ``n (1 - d^2) / (1 + d^2)``."""
+    return int(windows * (1 - decay ** 2) / (1 + decay ** 2))
+
+
 def chi_square_calibrated(statistic: float, dof: int, dispersion_factor: float, windows: int = 0) -> float:
     """p-value of a chi-square statistic whose null is ``dispersion x chi2(dof)``.
 
