@@ -343,8 +343,9 @@ class Monitor:
         sizes = [len(window) for window in windows]
         # Never exactly 0: a first new title is not infinitely unlikely.
         count, ratings = sum(counts) + 0.5, sum(sizes) + 1.0
-        pearson = [(k - n * count / ratings) ** 2 / (n * count / ratings) for k, n in zip(counts, sizes)]
-        return {"share": float(count / ratings), "count": float(count), "ratings": float(ratings),
+        share = count / ratings
+        pearson = [(k - n * share) ** 2 / (n * share) for k, n in zip(counts, sizes)]
+        return {"share": float(share), "count": float(count), "ratings": float(ratings),
                 "dispersion": dispersion(pearson), "windows": len(counts)}
 
     def _unseen(self, window: pd.DataFrame, popularity: np.ndarray) -> int:
